@@ -1,2 +1,225 @@
+"""The ``detector`` command line. The only module that prints for people.
+
+Exit codes of ``detector scan``:
+
+- 0: every file was read and no mining was found;
+- 1: mining was found and every file was read;
+- 2: a file could not be read to its end, or the command was wrong. Detections
+  from the other files, and from a damaged file up to the damage, are still
+  written, as ``grep`` does when it meets an unreadable file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from detector import __version__
+from detector.errors import DetectorError
+from detector.scan import ScanReport, ScanStats, scan_paths
+from detector.signatures import Signatures, load_signatures
+from detector.sinks import FORMATS, write_csv, write_jsonl, write_table
+
+EXIT_CLEAN = 0
+EXIT_MINING = 1
+EXIT_ERROR = 2
+
+app = typer.Typer(
+    name="detector",
+    help="Detect cryptocurrency-mining traffic in packet captures.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+signatures_app = typer.Typer(help="Inspect and validate signature files.")
+app.add_typer(signatures_app, name="signatures")
+
+log = logging.getLogger("detector")
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"detector {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Detect cryptocurrency-mining traffic in packet captures."""
+
+
+def _load(directory: Path | None) -> Signatures:
+    try:
+        return load_signatures(directory)
+    except DetectorError as exc:
+        _stderr().print(f"error: {exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+
+
+def _choose_format(requested: str | None, output: Path | None) -> str:
+    if requested is not None:
+        return requested
+    if output is not None:
+        return "csv" if output.suffix.lower() == ".csv" else "jsonl"
+    return "table" if sys.stdout.isatty() else "jsonl"
+
+
+def _summary(stats: ScanStats) -> str:
+    parts = [
+        f"{stats.files} file{'s' if stats.files != 1 else ''}",
+        f"{stats.packets} packets",
+        f"{stats.flows} flows with payload",
+        f"{stats.detections} mining detection{'s' if stats.detections != 1 else ''}",
+        f"{stats.malformed_packets} malformed packets skipped",
+        f"{stats.malformed_messages} malformed messages skipped",
+    ]
+    if stats.unsupported_packets:
+        parts.append(f"{stats.unsupported_packets} packets of unsupported link types")
+    if stats.stream_gaps:
+        parts.append(f"{stats.stream_gaps} stream gaps")
+    if stats.files_failed:
+        parts.append(f"{stats.files_failed} failed")
+    return "scanned " + ", ".join(parts) + f" in {stats.seconds:.2f} s"
+
+
+def _write(report: ScanReport, fmt: str, stream: TextIO, redact_wallets: bool,
+           is_terminal: bool) -> None:
+    detections = report.detections
+    if fmt == "jsonl":
+        write_jsonl(detections, stream, redact_wallets)
+    elif fmt == "csv":
+        write_csv(detections, stream, redact_wallets)
+    else:
+        console = Console(file=stream, highlight=False, markup=False,
+                          force_terminal=is_terminal or None, width=None if is_terminal
+                          else 200)
+        if detections:
+            write_table(detections, console, redact_wallets)
+        else:
+            console.print("No mining traffic found.")
+
+
+@app.command()
+def scan(
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Capture files (pcap, pcapng, optionally gzip-compressed),"
+                       " directories to search for them, or - for standard input."),
+    ],
+    output_format: Annotated[
+        str | None,
+        typer.Option("--format", "-f",
+                     help="Output format: table, jsonl or csv. Default: table on a"
+                     " terminal, otherwise jsonl (csv for an --output ending in .csv)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write detections to this file instead of"
+                     " standard output."),
+    ] = None,
+    redact_wallets: Annotated[
+        bool,
+        typer.Option("--redact-wallets", help="Mask wallet addresses in the output,"
+                     " keeping 4 characters at each end."),
+    ] = False,
+    signatures_dir: Annotated[
+        Path | None,
+        typer.Option("--signatures", help="Folder of signature YAML files. Default:"
+                     " $DETECTOR_SIGNATURES, else the bundled signatures."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print no summary and no progress.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True,
+                          help="Log more: -v for each mining flow, -vv for each"
+                          " skipped packet."),
+    ] = 0,
+) -> None:
+    """Scan capture files for mining traffic and report each mining flow."""
+    err = _stderr()
+    if output_format is not None and output_format not in FORMATS:
+        err.print(f"error: unknown format {output_format!r}; choose one of "
+                  + ", ".join(FORMATS))
+        raise typer.Exit(EXIT_ERROR)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    signatures = _load(signatures_dir)
+    fmt = _choose_format(output_format, output)
+    show_progress = not quiet and sys.stderr.isatty()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[packets]} packets"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show_progress,
+    ) as progress:
+        task = progress.add_task("scanning", packets=0)
+
+        def on_progress(source: str, packets: int) -> None:
+            progress.update(task, description=source, packets=packets)
+
+        report = scan_paths(paths, signatures, progress=on_progress)
+    for result in report.files:
+        for warning in result.warnings:
+            err.print(f"warning: {warning}")
+        if result.error is not None:
+            err.print(f"error: {result.error}")
+    try:
+        if output is not None:
+            with output.open("w", encoding="utf-8", newline="") as stream:
+                _write(report, fmt, stream, redact_wallets, is_terminal=False)
+        else:
+            _write(report, fmt, sys.stdout, redact_wallets,
+                   is_terminal=sys.stdout.isatty())
+    except OSError as exc:
+        err.print(f"error: cannot write {output}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    if not report.files:
+        err.print("error: no capture files found in the given paths")
+        raise typer.Exit(EXIT_ERROR)
+    if not quiet:
+        err.print(_summary(report.stats))
+    if report.errors:
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(EXIT_MINING if report.detections else EXIT_CLEAN)
+
+
+@signatures_app.command("check")
+def signatures_check(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of signature YAML files. Default: the bundled"
+                       " signatures."),
+    ] = None,
+) -> None:
+    """Validate signature files without scanning anything."""
+    signatures = _load(directory)
+    typer.echo(f"{len(signatures.files)} signature files valid: "
+               + ", ".join(signatures.files))
+
+
 def main() -> None:
-    raise SystemExit("not built yet")
+    """Run the command line; the console script's entry point."""
+    app()

@@ -1,0 +1,270 @@
+"""The scan pipeline: capture → decode → flows → reassembly → inspection.
+
+:func:`scan_paths` reads capture files one after another and returns every
+detection with the counts a summary needs. A file that fails keeps the
+detections made before the failure, and the scan goes on with the next file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from detector.capture import open_capture
+from detector.decode import SUPPORTED_LINKTYPES, PacketDecoder, UnsupportedLinkType
+from detector.engine.inspector import FlowInspector
+from detector.errors import CaptureError, DecodeError
+from detector.flows.table import Flow, FlowTable
+from detector.model import FIN, RST, SYN, TCP, Detection, Direction, Segment
+from detector.signatures import Signatures
+
+log = logging.getLogger(__name__)
+
+# File name endings picked up when a directory is scanned. Files named on the
+# command line are read whatever their name, since the format is found by magic.
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
+
+# Idle flows are expired every this many packets, so the flow table is walked
+# rarely while flows still end close to their idle timeout.
+EXPIRE_EVERY_PACKETS = 65536
+
+# A progress callback is called every this many packets.
+PROGRESS_EVERY_PACKETS = 20000
+
+
+@dataclass(frozen=True, slots=True)
+class FileError:
+    """Why a file could not be read to its end."""
+
+    source: str
+    message: str
+    offset: int | None = None
+
+    def __str__(self) -> str:
+        if self.offset is None:
+            return f"{self.source}: {self.message}"
+        return f"{self.source} at byte {self.offset}: {self.message}"
+
+
+@dataclass(slots=True)
+class ScanStats:
+    """Counts for the scan summary."""
+
+    files: int = 0
+    files_failed: int = 0
+    packets: int = 0
+    segments: int = 0
+    flows: int = 0
+    detections: int = 0
+    malformed_packets: int = 0
+    unsupported_packets: int = 0
+    malformed_messages: int = 0
+    stream_gaps: int = 0
+    fragments_expired: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: ScanStats) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+
+@dataclass(slots=True)
+class FileResult:
+    """The detections and counts of one capture file."""
+
+    source: str
+    detections: list[Detection] = field(default_factory=list)
+    stats: ScanStats = field(default_factory=ScanStats)
+    error: FileError | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ScanReport:
+    """The results of every file of a scan, in the order they were read."""
+
+    files: list[FileResult] = field(default_factory=list)
+    stats: ScanStats = field(default_factory=ScanStats)
+
+    @property
+    def detections(self) -> list[Detection]:
+        return [d for result in self.files for d in result.detections]
+
+    @property
+    def errors(self) -> list[FileError]:
+        return [result.error for result in self.files if result.error is not None]
+
+
+ProgressCallback = Callable[[str, int], None]
+
+
+class CaptureScanner:
+    """Scan one capture file: the per-file state of the pipeline."""
+
+    def __init__(self, signatures: Signatures, source: str) -> None:
+        self.signatures = signatures
+        self.source = source
+        self.decoder = PacketDecoder()
+        self.table = FlowTable(server_ports=signatures.pool_ports)
+        self.result = FileResult(source=source)
+        self._unsupported: set[int] = set()
+
+    def run(self, progress: ProgressCallback | None = None) -> FileResult:
+        stats = self.result.stats
+        stats.files = 1
+        started = time.perf_counter()
+        try:
+            for packet in open_capture(self.source):
+                stats.packets += 1
+                if progress is not None and stats.packets % PROGRESS_EVERY_PACKETS == 0:
+                    progress(self.source, stats.packets)
+                try:
+                    segment = self.decoder.decode(packet)
+                except UnsupportedLinkType as exc:
+                    stats.unsupported_packets += 1
+                    self._report_unsupported(exc.linktype)
+                    continue
+                except DecodeError as exc:
+                    stats.malformed_packets += 1
+                    log.debug("%s packet %d skipped: %s", self.source, packet.number, exc)
+                    continue
+                if segment is None:
+                    continue
+                stats.segments += 1
+                self._on_segment(segment)
+                if stats.packets % EXPIRE_EVERY_PACKETS == 0:
+                    self._finish_flows(self.table.expire(segment.timestamp))
+        except CaptureError as exc:
+            stats.files_failed = 1
+            self.result.error = FileError(self.source, exc.reason, exc.offset)
+        except OSError as exc:
+            stats.files_failed = 1
+            reason = exc.strerror or str(exc)
+            self.result.error = FileError(self.source, f"cannot read the file: {reason}")
+        finally:
+            self._finish_flows(self.table.flush_all())
+            stats.fragments_expired = self.decoder.fragments_expired
+            stats.seconds = time.perf_counter() - started
+        if stats.packets and stats.packets == stats.unsupported_packets:
+            stats.files_failed = 1
+            self.result.error = FileError(
+                self.source,
+                "no packet has a supported link type; supported: "
+                + ", ".join(f"{n} ({name})" for n, name in SUPPORTED_LINKTYPES.items()),
+            )
+        self.result.detections.sort(key=lambda d: (d.first_seen, str(d.flow)))
+        stats.detections = len(self.result.detections)
+        return self.result
+
+    def _report_unsupported(self, linktype: int) -> None:
+        if linktype in self._unsupported:
+            return
+        self._unsupported.add(linktype)
+        self.result.warnings.append(
+            f"{self.source}: packets with link type {linktype} skipped: "
+            "the link type is not supported"
+        )
+
+    def _on_segment(self, segment: Segment) -> None:
+        flow, direction = self.table.lookup(segment)
+        self._finish_flows(self.table.drain_evicted())
+        inspector = flow.state
+        if inspector is None:
+            if not segment.payload:
+                if segment.transport == TCP and segment.flags & SYN:
+                    # The SYN fixes the initial sequence number of the stream.
+                    flow.stream(direction).add(segment.seq, b"", syn=True)
+                return
+            inspector = FlowInspector(self.signatures, flow.key)
+            flow.state = inspector
+            self.result.stats.flows += 1
+        assert isinstance(inspector, FlowInspector)
+        if not inspector.wants_data:
+            return
+        if segment.transport != TCP:
+            inspector.feed_datagram(direction, segment.payload, segment.timestamp)
+            return
+        flags = segment.flags
+        stream = flow.stream(direction)
+        chunks = stream.add(
+            segment.seq, segment.payload, syn=bool(flags & SYN), fin=bool(flags & FIN)
+        )
+        if chunks:
+            inspector.feed(direction, chunks, segment.timestamp)
+        if flags & (FIN | RST):
+            rest = stream.flush()
+            if rest:
+                inspector.feed(direction, rest, segment.timestamp)
+
+    def _finish_flows(self, flows: Iterable[Flow]) -> None:
+        for flow in flows:
+            inspector = flow.state
+            if not isinstance(inspector, FlowInspector):
+                continue
+            if flow.key.transport == TCP:
+                for direction in (Direction.TO_SERVER, Direction.TO_CLIENT):
+                    rest = flow.stream(direction).flush()
+                    if rest:
+                        inspector.feed(direction, rest, flow.last_seen)
+            inspector.finish(flow.last_seen)
+            stats = self.result.stats
+            stats.malformed_messages += inspector.malformed_messages
+            stats.stream_gaps += inspector.stream_gaps
+            detection = inspector.detection(
+                self.source,
+                flow.first_seen,
+                flow.last_seen,
+                flow.counters(),
+                pool_port_evidence=flow.key.server_port in self.signatures.pool_ports,
+            )
+            flow.state = None
+            if detection is not None:
+                log.info("%s: mining flow %s (%s)", self.source, detection.flow,
+                         detection.mining.dialect)
+                self.result.detections.append(detection)
+
+
+def expand_paths(paths: Iterable[str]) -> Iterator[str]:
+    """Yield the capture files named by ``paths``, walking directories.
+
+    A directory contributes the files whose names end in a capture suffix, in
+    sorted order; a file or ``-`` (standard input) is yielded as given.
+    """
+    for path in paths:
+        if path != "-" and os.path.isdir(path):
+            found = sorted(
+                str(child)
+                for child in Path(path).rglob("*")
+                if child.is_file() and child.name.lower().endswith(CAPTURE_SUFFIXES)
+            )
+            yield from found
+        else:
+            yield path
+
+
+def scan_file(
+    source: str, signatures: Signatures, progress: ProgressCallback | None = None
+) -> FileResult:
+    """Scan one capture file; errors end up in the result, never raised."""
+    return CaptureScanner(signatures, source).run(progress)
+
+
+def scan_paths(
+    paths: Iterable[str],
+    signatures: Signatures,
+    progress: ProgressCallback | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
+) -> ScanReport:
+    """Scan every capture named by ``paths`` and merge the results."""
+    report = ScanReport()
+    for source in expand_paths(paths):
+        result = scan_file(source, signatures, progress)
+        report.files.append(result)
+        report.stats.add(result.stats)
+        if on_file is not None:
+            on_file(result)
+    return report
