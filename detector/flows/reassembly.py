@@ -39,24 +39,28 @@ _SEQUENCE_MASK = SEQUENCE_MODULUS - 1
 _HALF_MODULUS = 1 << 31
 
 # A hole that 32 KiB of later data has not filled is taken as lost (capture loss,
-# most often) and skipped. 32 KiB is dozens of Stratum messages, which are under
-# 1 KiB each, and about 22 full-size Ethernet segments (MSS 1460), more than a
-# retransmission needs to arrive. Waiting longer holds back the verdict and costs
-# up to this much memory per direction of every flow with a hole.
+# most often) and skipped. 32 KiB is dozens of Stratum logins or jobs (under 1 KiB
+# each) or about ten Equihash submits (2.8 KB each), and about 22 full-size
+# Ethernet segments (MSS 1460), more than a retransmission needs to arrive.
+# Waiting longer holds back the verdict and costs up to this much memory per
+# direction of every flow with a hole.
 # NOTE: captures taken on the sending host or on a container bridge can show one
 # GSO segment of up to 64 KiB. Such a segment arriving after a hole exceeds this
 # limit by itself, so the hole before it is skipped at once.
 MAX_BUFFERED_BYTES = 32 * 1024
 
 # Bounds the per-segment bookkeeping when a peer sends many tiny segments out of
-# order; 64 covers the 22 full-size segments above with room for small ones.
+# order. 64 covers the 22 full-size segments above with room for small ones.
 MAX_BUFFERED_SEGMENTS = 64
 
 # Stream bytes delivered per direction before the stream stops. A flow is judged
-# within its first few dozen messages, and Stratum logins, jobs and submits are
-# under 1 KiB each, so 64 KiB covers them with room for a TLS handshake (server
-# certificates of a few KiB) or an HTTP proxy exchange in front.
-STREAM_DEPTH = 64 * 1024
+# within its first few dozen messages. Stratum logins and jobs are under 1 KiB
+# each, but an Equihash (Zcash) submit carries a 1344-byte solution in hex and
+# takes about 2.8 KB, so a few dozen submits need about 100 KiB. 256 KiB covers
+# that twice over, with room for a TLS handshake or HTTP proxy exchange in front.
+# Only the last COMPARED_TAIL_BYTES of delivered bytes are kept, so the depth
+# bounds the work spent per flow, not memory.
+STREAM_DEPTH = 256 * 1024
 
 # Delivered bytes kept to compare retransmissions against, so that rewriting
 # bytes already delivered also counts as a conflicting overlap. A retransmission
@@ -205,23 +209,16 @@ class StreamReassembler:
     ) -> list[StreamData]:
         if self.depth_reached:
             return []
-        if syn:
-            seq = (seq + 1) & _SEQUENCE_MASK
-            if self._next_seq is None:
-                self._next_seq = seq
-        if self._next_seq is None:
-            if not payload:
-                return []
-            # NOTE: a stream without a SYN starts at the first data segment seen,
-            # so data from before it that arrives later is dropped as old.
-            self._next_seq = seq
-        start = self._offset + sequence_difference(seq, self._next_seq)
+        start = self._stream_offset(seq, payload, syn)
+        if start is None:
+            return []
         end = start + len(payload)
         if fin and self._fin_offset is None:
             self._fin_offset = end
         if self._fin_offset is not None and end > self._fin_offset:
             end = max(start, self._fin_offset)
             payload = payload[: end - start]
+
         conflict = self._differs_from_tail(start, payload)
         if end <= self._offset or start >= end:
             if conflict:
@@ -232,6 +229,7 @@ class StreamReassembler:
             start = self._offset
         if self._insert(start, payload) or conflict:
             self.conflicting_overlaps += 1
+
         delivered = self._drain(0)
         while self._pending and (
             self._buffered > MAX_BUFFERED_BYTES
@@ -239,6 +237,24 @@ class StreamReassembler:
         ):
             delivered.extend(self._skip_hole())
         return delivered
+
+    def _stream_offset(self, seq: int, payload: bytes, syn: bool) -> int | None:
+        """Return the stream offset of the segment's first data byte.
+
+        Starts the stream when this is its SYN or its first data segment, and
+        returns None when the stream has not started and nothing starts it.
+        """
+        if syn:
+            seq = (seq + 1) & _SEQUENCE_MASK
+            if self._next_seq is None:
+                self._next_seq = seq
+        if self._next_seq is None:
+            if not payload:
+                return None
+            # NOTE: a stream without a SYN starts at the first data segment seen,
+            # so data from before it that arrives later is dropped as old.
+            self._next_seq = seq
+        return self._offset + sequence_difference(seq, self._next_seq)
 
     def _differs_from_tail(self, start: int, payload: bytes) -> bool:
         """Return whether ``payload`` rewrites delivered bytes still in the tail."""

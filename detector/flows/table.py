@@ -1,7 +1,7 @@
 """The flow table: which flow each segment belongs to, and in which direction.
 
 The table keeps one :class:`Flow` per 5-tuple, oriented from client to server,
-in least-recently-seen order. It holds at most ``max_flows`` flows. Flows it
+in least-recently-seen order. It contains at most ``max_flows`` flows. Flows it
 drops are kept for the caller, so the engine can still give its verdict on them:
 flows evicted while looking up a segment are returned by
 :meth:`FlowTable.drain_evicted`, idle flows by :meth:`FlowTable.expire`, and the
@@ -28,16 +28,19 @@ from detector.model import (
 
 logger = logging.getLogger(__name__)
 
-# 262144 is the most connections Linux 5.15 and later track by default
+# 262144 is the maximum number of connections Linux 5.15 and later track by default
 # (nf_conntrack_max defaults to nf_conntrack_buckets, which is capped at 262144),
-# so a host at its default limit does not have more flows than this open. At
-# about 0.8 KiB per flow without payload (measured with tracemalloc on CPython
-# 3.11), the full table takes about 200 MiB before any reassembly buffers.
+# so a host at its default limit does not have more flows than this open. A flow
+# takes about 0.4 KiB in the table and 0.4 KiB more once its two reassemblers
+# exist, without payload or address strings (tracemalloc, CPython 3.11, as in
+# tests/flows/test_table.py), so a full table takes about 210 MiB.
 MAX_FLOWS = 262_144
 
 # Seconds without a packet after which a flow is expired. XMRig sends a Stratum
-# keepalive after 60 s without traffic (kKeepAliveTimeout in its Client class),
-# so 300 s keeps a quiet mining flow whole through several missed keepalives.
+# keepalive after 60 s of silence when its pool entry or the pool enables
+# keepalive (Pool::kKeepAliveTimeout in xmrig src/base/net/stratum/Pool.h), and a
+# Monero pool sends a new job with each block, about every 120 s. 300 s keeps a
+# quiet mining flow whole through a missed keepalive or job.
 IDLE_TIMEOUT = 300.0
 
 # Ports below this are well-known (system) ports (RFC 6335), normally servers.
@@ -282,7 +285,7 @@ class FlowTable:
     def drain_evicted(self) -> list[Flow]:
         """Return the flows evicted since the last call, oldest first, and forget them.
 
-        The table holds evicted flows, with their reassembly buffers, until this
+        The table keeps evicted flows, with their reassembly buffers, until this
         is called, so call it after each segment or batch. Raises nothing.
         """
         evicted = self._evicted
