@@ -1,0 +1,120 @@
+"""Byte-stream helpers shared by the capture readers.
+
+The readers never seek, so every helper here works on pipes: the first bytes of
+a stream are peeked by reading them and handing them back through
+:class:`PrefixedStream`, and gzip input is decompressed as it is read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Callable
+from typing import BinaryIO
+
+from detector.errors import CaptureError
+
+Read = Callable[[int], bytes]
+
+
+def read_rest(read: Read, data: bytes, size: int) -> bytes:
+    """Complete a short read of ``size`` bytes that returned only ``data``.
+
+    A raw stream such as a pipe may return fewer bytes than requested before its
+    end, so this keeps reading until ``size`` bytes arrive or the stream ends.
+    The result is shorter than ``size`` only at the end of the stream.
+    """
+    parts = [data]
+    missing = size - len(data)
+    while missing > 0:
+        chunk = read(missing)
+        if not chunk:
+            break
+        parts.append(chunk)
+        missing -= len(chunk)
+    return b"".join(parts)
+
+
+def read_exact(read: Read, size: int) -> bytes:
+    """Read ``size`` bytes, or fewer only at the end of the stream."""
+    data = read(size)
+    if len(data) != size:
+        data = read_rest(read, data, size)
+    return data
+
+
+class PrefixedStream:
+    """A read-only stream that returns ``prefix`` and then the rest of ``stream``.
+
+    It puts back the bytes that were read to recognise the format, so that
+    the gzip decompressor reads the stream from its first byte.
+    """
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix = prefix
+        self._stream = stream
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            if size < 0 or size >= len(self._prefix):
+                data = self._prefix
+                self._prefix = b""
+            else:
+                data = self._prefix[:size]
+                self._prefix = self._prefix[size:]
+        else:
+            data = self._stream.read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+class GzipInput:
+    """The decompressed content of a gzip stream, read forward only.
+
+    ``read`` returns exactly the requested number of bytes unless the
+    decompressed content ends first. A corrupt or truncated gzip stream raises
+    :class:`~detector.errors.CaptureError` whose offset is the number of
+    decompressed bytes returned before the damage.
+    """
+
+    def __init__(self, compressed: PrefixedStream, source: str) -> None:
+        self._compressed = compressed
+        self._source = source
+        # The type stubs require seek(), which GzipFile calls only when it is
+        # itself seeked. Reading forward calls read() alone.
+        self._file = gzip.GzipFile(
+            fileobj=compressed,  # type: ignore[call-overload]
+            mode="rb",
+        )
+        self.offset = 0
+
+    def read(self, size: int) -> bytes:
+        """Read up to ``size`` decompressed bytes.
+
+        Raises:
+            CaptureError: the gzip stream is corrupt or ends before its trailer.
+        """
+        try:
+            data: bytes = self._file.read(size)
+        except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+            raise self._error(exc) from exc
+        self.offset += len(data)
+        return data
+
+    def _error(self, exc: Exception) -> CaptureError:
+        if isinstance(exc, EOFError):
+            problem = "the gzip stream ends before its end-of-stream marker"
+            advice = "the file was probably cut short while being written or copied"
+        else:
+            problem = f"the gzip stream is corrupt ({exc})"
+            advice = "check the file with 'gzip -t'"
+        message = (
+            f"{problem} after {self.offset} decompressed bytes"
+            f" (compressed bytes read: {self._compressed.bytes_read}); {advice}."
+            " The offset of this error is in the decompressed stream"
+        )
+        return CaptureError(self._source, message, self.offset)
+
+    def close(self) -> None:
+        self._file.close()
