@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 # Stratum lines are rarely over 4 KiB (a Zcash share is about 2.8 KiB).
 MID_SESSION_SEARCH_BYTES = 8192
 
+# Bytes checked to tell text from a binary protocol at the start of a stream.
+TEXT_PROBE_BYTES = 64
+TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+
 # Pending requests kept per flow to pair with their responses. Miners keep a
 # handful in flight; the bound stops a hostile peer from growing the table.
 MAX_PENDING_REQUESTS = 256
@@ -214,15 +218,16 @@ class FlowInspector:
             self._decode(state, direction, buffered, timestamp)
         else:
             # A capture that starts mid-session starts mid-line: resume at the
-            # first line that opens a JSON object.
+            # first line that opens a JSON object. Only text can be the tail of
+            # a Stratum line, so a binary stream is given up at once.
             start = buffered.find(b"\n{", 0, MID_SESSION_SEARCH_BYTES)
-            if start >= 0 and kind == "unknown":
+            if kind != "unknown" or not _is_text(buffered[:TEXT_PROBE_BYTES]):
+                state.mode = "other"
+            elif start >= 0:
                 state.mode = "json"
                 state.json_decoder = JsonLineDecoder()
                 self._decode(state, direction, buffered[start + 1 :], timestamp)
-            elif kind == "unknown" and len(buffered) < MID_SESSION_SEARCH_BYTES and (
-                b"\n" not in buffered
-            ):
+            elif len(buffered) < MID_SESSION_SEARCH_BYTES:
                 state.pending = bytearray(buffered)
             else:
                 state.mode = "other"
@@ -660,6 +665,10 @@ def _error_text(error: Any) -> str:
     if isinstance(error, Mapping):
         return str(error.get("message", error))
     return str(error)
+
+
+def _is_text(data: bytes) -> bool:
+    return all(byte in TEXT_BYTES for byte in data)
 
 
 def _is_subscribe_result(result: Any) -> bool:

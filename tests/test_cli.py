@@ -1,0 +1,160 @@
+"""The command line through typer's test runner: formats, exit codes, errors."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from detector.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_MINING, app
+
+SAMPLES = Path(__file__).resolve().parents[1] / "pcaps"
+MINING = SAMPLES / "monero-xmrig.pcap"
+NEGATIVE = SAMPLES / "negative-http.pcap"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run(runner: CliRunner, *args: str, stdin: bytes | None = None):
+    return runner.invoke(app, list(args), input=stdin)
+
+
+def test_scan_mining_jsonl(runner):
+    result = run(runner, "scan", "--format", "jsonl", str(MINING))
+    assert result.exit_code == EXIT_MINING, result.output
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(documents) == 1
+    document = documents[0]
+    assert document["event"]["kind"] == "alert"
+    assert document["mining"]["dialect"] == "monero"
+    assert document["destination"]["port"] == 3333
+    assert document["network"]["community_id"].startswith("1:")
+    assert document["mining"]["evidence"]
+
+
+def test_scan_negative_exit_clean(runner):
+    result = run(runner, "scan", "--format", "jsonl", str(NEGATIVE))
+    assert result.exit_code == EXIT_CLEAN, result.output
+    assert result.stdout == ""
+
+
+def test_scan_csv(runner):
+    result = run(runner, "scan", "--format", "csv", str(MINING))
+    assert result.exit_code == EXIT_MINING
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 1
+    assert rows[0]["mining.dialect"] == "monero"
+    assert rows[0]["destination.port"] == "3333"
+
+
+def test_scan_table(runner):
+    result = run(runner, "scan", "--format", "table", str(MINING))
+    assert result.exit_code == EXIT_MINING
+    assert "monero" in result.stdout
+    assert "Mining flows" in result.stdout
+
+
+def test_output_file_by_suffix(runner, tmp_path):
+    target = tmp_path / "alerts.csv"
+    result = run(runner, "scan", "--output", str(target), str(MINING))
+    assert result.exit_code == EXIT_MINING
+    assert target.read_text().startswith("@timestamp,")
+
+
+def test_redact_wallets(runner):
+    plain = run(runner, "scan", "--format", "jsonl", str(MINING))
+    wallet = json.loads(plain.stdout)["mining"]["wallet"]
+    assert wallet
+    redacted = run(runner, "scan", "--format", "jsonl", "--redact-wallets", str(MINING))
+    assert wallet not in redacted.stdout
+    document = json.loads(redacted.stdout)
+    assert document["mining"]["wallet"] == wallet[:4] + "..." + wallet[-4:]
+
+
+def test_summary_on_stderr(runner):
+    result = run(runner, "scan", "--format", "jsonl", str(MINING))
+    assert "1 mining detection" in result.stderr
+    assert "malformed packets skipped" in result.stderr
+
+
+def test_stdin(runner):
+    result = run(runner, "scan", "--format", "jsonl", "-", stdin=MINING.read_bytes())
+    assert result.exit_code == EXIT_MINING
+    assert json.loads(result.stdout)["mining"]["dialect"] == "monero"
+
+
+def test_missing_file_exit_error(runner, tmp_path):
+    result = run(runner, "scan", "--format", "jsonl", str(tmp_path / "absent.pcap"))
+    assert result.exit_code == EXIT_ERROR
+    assert "absent.pcap" in result.stderr
+
+
+def test_bad_file_does_not_hide_others(runner, tmp_path):
+    bad = tmp_path / "notes.pcap"
+    bad.write_text("these are notes, not a capture\n")
+    result = run(runner, "scan", "--format", "jsonl", str(bad), str(MINING))
+    assert result.exit_code == EXIT_ERROR
+    assert "notes.pcap" in result.stderr
+    assert json.loads(result.stdout)["mining"]["dialect"] == "monero"
+
+
+def test_truncated_keeps_earlier_results(runner, tmp_path):
+    data = MINING.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:-10])
+    result = run(runner, "scan", "--format", "jsonl", str(cut))
+    assert result.exit_code == EXIT_ERROR
+    assert "at byte" in result.stderr
+    assert json.loads(result.stdout)["mining"]["dialect"] == "monero"
+
+
+def test_empty_file(runner, tmp_path):
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    result = run(runner, "scan", str(empty))
+    assert result.exit_code == EXIT_ERROR
+    assert "empty" in result.stderr
+
+
+def test_directory_scan(runner, tmp_path):
+    (tmp_path / "a.pcap").write_bytes(MINING.read_bytes())
+    (tmp_path / "b.pcap.gz").write_bytes(gzip.compress(MINING.read_bytes(), mtime=0))
+    (tmp_path / "readme.txt").write_text("not scanned")
+    result = run(runner, "scan", "--format", "jsonl", str(tmp_path))
+    assert result.exit_code == EXIT_MINING
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_unknown_format(runner):
+    result = run(runner, "scan", "--format", "xml", str(MINING))
+    assert result.exit_code == EXIT_ERROR
+    assert "unknown format" in result.stderr
+
+
+def test_signatures_check_ok(runner):
+    result = run(runner, "signatures", "check")
+    assert result.exit_code == 0
+    assert "valid" in result.stdout
+
+
+def test_signatures_check_bad(runner, tmp_path):
+    for source in (Path(__file__).resolve().parents[1] / "signatures").glob("*.yaml"):
+        (tmp_path / source.name).write_text(source.read_text())
+    (tmp_path / "agents.yaml").write_text("agents: [{pattern: '(', family: x}]\n")
+    result = run(runner, "signatures", "check", str(tmp_path))
+    assert result.exit_code == EXIT_ERROR
+    assert "agents.yaml" in result.stderr
+
+
+def test_version(runner):
+    result = run(runner, "--version")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("detector ")
