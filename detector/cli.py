@@ -193,6 +193,9 @@ def scan(
         else:
             _write(report, fmt, sys.stdout, redact_wallets,
                    is_terminal=sys.stdout.isatty())
+            # The summary goes to standard error; flushing first keeps it after
+            # the detections when both streams end on one terminal.
+            sys.stdout.flush()
     except OSError as exc:
         err.print(f"error: cannot write {output}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_ERROR) from exc

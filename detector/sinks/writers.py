@@ -16,6 +16,11 @@ from detector.sinks.ecs import flatten, isoformat, redact, to_ecs
 
 FORMATS = ("table", "jsonl", "csv")
 
+# The table shows the start of long wallets and the strongest evidence kinds
+# only, so a row fits a terminal line.
+TABLE_WALLET_CHARS = 16
+TABLE_EVIDENCE_KINDS = 3
+
 # CSV columns, in order: flat ECS names, so a CSV and a JSON line of the same
 # detection use the same field names.
 CSV_COLUMNS = (
@@ -84,8 +89,12 @@ def write_csv(
 def write_table(
     detections: Iterable[Detection], console: Console, redact_wallets: bool = False
 ) -> None:
-    """Print a table of detections for people reading a terminal."""
-    table = Table(title="Mining flows", show_lines=False)
+    """Print a table of detections for people reading a terminal.
+
+    The table keeps one short line per flow where the terminal allows; the
+    JSON and CSV formats carry every field and every piece of evidence.
+    """
+    table = Table(title="Mining flows")
     for column in ("first seen (UTC)", "client", "server", "dialect", "confidence",
                    "miner", "wallet", "jobs", "shares", "evidence"):
         table.add_column(column, overflow="fold")
@@ -95,24 +104,28 @@ def write_table(
         wallet = mining.wallet or ""
         if wallet and redact_wallets:
             wallet = redact(wallet)
+        elif len(wallet) > TABLE_WALLET_CHARS:
+            wallet = wallet[: TABLE_WALLET_CHARS - 3] + "..."
         if wallet and mining.wallet_coin:
             wallet = f"{wallet} ({mining.wallet_coin})"
-        miner = mining.miner_family or mining.agent or ""
-        shares = (
-            f"{mining.shares_submitted} sent, {mining.shares_accepted} ok,"
-            f" {mining.shares_rejected} rejected"
-        )
+        shares = str(mining.shares_submitted)
+        if mining.shares_accepted or mining.shares_rejected:
+            shares += f" ({mining.shares_accepted} ok, {mining.shares_rejected} rejected)"
+        kinds = [item.kind for item in detection.evidence]
+        evidence = ", ".join(kinds[:TABLE_EVIDENCE_KINDS])
+        if len(kinds) > TABLE_EVIDENCE_KINDS:
+            evidence += f" +{len(kinds) - TABLE_EVIDENCE_KINDS}"
         cells = (
             isoformat(detection.first_seen)[:19].replace("T", " "),
             _endpoint(flow.client_ip, flow.client_port),
             _endpoint(flow.server_ip, flow.server_port),
             mining.dialect,
             detection.confidence.label,
-            miner,
+            mining.miner_family or mining.agent or "",
             wallet,
             str(mining.jobs),
             shares,
-            ", ".join(item.kind for item in detection.evidence),
+            evidence,
         )
         # Text cells are printed as they are: an IPv6 endpoint in brackets
         # would otherwise be read as console markup.
