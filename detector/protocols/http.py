@@ -165,6 +165,9 @@ class HttpDecoder:
         self._state = _State.HEAD
         self._head: _Head | None = None
         self._head_scanned = 0
+        # True once the message start was seen to be a method and a space, or
+        # "HTTP/", so a long head is not re-checked on every feed.
+        self._start_plausible = False
         self._body = bytearray()
         self._body_length = 0
         self._remaining = 0
@@ -274,11 +277,18 @@ class HttpDecoder:
         self._position = start
         if start == len(buffer):
             return False
-        if not self._could_be_start_line(start):
-            if self._switch_if_not_http:
-                self._switch_to_tunnel(start)
+        if not self._start_plausible:
+            plausible = self._could_be_start_line(start)
+            if plausible is None:
+                if len(buffer) - start > MAX_HEADER_BYTES:
+                    raise _Malformed(REASON_HEADER_TOO_LONG, start)
                 return False
-            raise _Malformed(REASON_NOT_HTTP, start)
+            if not plausible:
+                if self._switch_if_not_http:
+                    self._switch_to_tunnel(start)
+                    return False
+                raise _Malformed(REASON_NOT_HTTP, start)
+            self._start_plausible = True
         search_from = max(start, self._head_scanned - 3)
         match = _HEAD_END.search(buffer, search_from)
         if match is None:
@@ -292,6 +302,7 @@ class HttpDecoder:
         self._head = self._parse_head(bytes(buffer[start : match.start()]), start)
         self._position = end
         self._head_scanned = 0
+        self._start_plausible = False
         self._switch_if_not_http = False
         self._choose_framing(events)
         return True
@@ -399,18 +410,25 @@ class HttpDecoder:
             else:
                 return position
 
-    def _could_be_start_line(self, start: int) -> bool:
-        """Tell whether the bytes at ``start`` can still begin a start line."""
+    def _could_be_start_line(self, start: int) -> bool | None:
+        """Tell whether the bytes at ``start`` can begin a start line.
+
+        Returns None while too few bytes have arrived to tell.
+        """
         buffer = self._buffer
         prefix = bytes(buffer[start : start + len(_RESPONSE_PREFIX)])
+        if prefix == _RESPONSE_PREFIX:
+            return True
         if _RESPONSE_PREFIX.startswith(prefix) or prefix == b"\r":
             # A lone CR may be the first half of an empty line's CRLF.
-            return True
+            return None
         match = _TOKEN.match(buffer, start)
         if match is None:
             return False
         end = match.end()
-        return end == len(buffer) or buffer[end] == 0x20
+        if end == len(buffer):
+            return None
+        return buffer[end] == 0x20
 
     def _parse_head(self, head: bytes, start: int) -> _Head:
         lines = [line.rstrip(b"\r") for line in head.split(b"\n")]
@@ -568,6 +586,7 @@ class HttpDecoder:
     def _reset_message(self) -> None:
         self._head = None
         self._head_scanned = 0
+        self._start_plausible = False
         self._body = bytearray()
         self._body_length = 0
         self._remaining = 0

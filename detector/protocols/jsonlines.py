@@ -43,12 +43,11 @@ REASON_NOT_CONTAINER = "not a JSON object or array"
 
 # JSON's own whitespace (RFC 8259 section 2), plus the \r of a \r\n line end.
 _JSON_WHITESPACE = b" \t\r"
-_OPENERS = b"[{"
-_CLOSERS = b"]}"
 # A JSON string with its escapes, written as an unrolled loop so matching is
 # linear even on hostile input.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_OPENERS = frozenset(b"[{")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +100,11 @@ _DECODER = json.JSONDecoder(
 def _nesting_too_deep(line: bytes) -> bool:
     """Tell whether the JSON text in ``line`` nests deeper than the limit.
 
-    Counting openers is enough for nearly every line. Only a line with more
-    openers than the limit is scanned properly: strings are cut out, so that
-    brackets inside them do not count, and the scan stops at the first level
-    past the limit.
+    Counting openers is enough for nearly every line. A line with more openers
+    than the limit is reduced to its brackets, with strings cut out first so
+    that brackets inside them do not count. The scan of what is left stops at
+    the first level past the limit. A 64 KiB line of shallow brackets, the
+    worst case, costs a few milliseconds.
     """
     if line.count(b"[") + line.count(b"{") <= MAX_NESTING_DEPTH:
         return False
@@ -115,7 +115,7 @@ def _nesting_too_deep(line: bytes) -> bool:
             depth += 1
             if depth > MAX_NESTING_DEPTH:
                 return True
-        elif byte in _CLOSERS:
+        else:
             depth -= 1
     return False
 
