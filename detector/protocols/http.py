@@ -22,15 +22,16 @@ from dataclasses import dataclass
 
 # Mining clients send a few hundred bytes of headers (cpuminer and cgminer:
 # Host, User-Agent, Content-Type, Content-Length, X-Mining-*). 16 KiB is also
-# the limit h11 applies to an incomplete head by default. The chunk-size line
-# and the trailer section count against the same limit.
+# h11's default limit for an incomplete head (DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+# in h11/_connection.py). The chunk-size line and the trailer section count
+# against the same limit.
 MAX_HEADER_BYTES = 16 * 1024
 
-# getwork and getblocktemplate requests are a few hundred bytes and their
-# responses a few KiB, but a Bitcoin getblocktemplate response lists every
-# transaction of the next block and can reach megabytes. 1 MiB keeps typical
-# templates whole; longer bodies keep their first MAX_BODY_BYTES and report
-# their full length in ``body_length``.
+# getwork and getblocktemplate requests are a few hundred bytes, and getwork
+# responses and Monero daemon templates a few KiB. Longer bodies keep their
+# first MAX_BODY_BYTES and report their full length in ``body_length``.
+# NOTE: a Bitcoin getblocktemplate response carries every transaction of the
+# next block in hex and can exceed this, so its kept body is not whole JSON.
 MAX_BODY_BYTES = 1024 * 1024
 
 # Enough to show what a non-HTTP stream started with.
@@ -70,7 +71,7 @@ class HttpRequest:
     """One HTTP request.
 
     Header names are lower-case and values keep their order and repeats.
-    ``body`` holds at most :data:`MAX_BODY_BYTES` of the body and
+    ``body`` contains at most :data:`MAX_BODY_BYTES` of the body and
     ``body_length`` its full decoded length.
     """
 
@@ -243,7 +244,7 @@ class HttpDecoder:
         self._buffer.clear()
         self._position = 0
         self._reset_message()
-        # The responses to requests lost in the gap cannot be told apart.
+        # Responses after the gap cannot be matched to their requests.
         self._expected_methods.clear()
         self._resync_mid_line = True
         self._state = _State.RESYNC
@@ -275,20 +276,11 @@ class HttpDecoder:
         buffer = self._buffer
         start = self._skip_empty_lines(self._position)
         self._position = start
-        if start == len(buffer):
+        if start == len(buffer) or not self._check_message_start(start):
             return False
-        if not self._start_plausible:
-            plausible = self._could_be_start_line(start)
-            if plausible is None:
-                if len(buffer) - start > MAX_HEADER_BYTES:
-                    raise _Malformed(REASON_HEADER_TOO_LONG, start)
-                return False
-            if not plausible:
-                if self._switch_if_not_http:
-                    self._switch_to_tunnel(start)
-                    return False
-                raise _Malformed(REASON_NOT_HTTP, start)
-            self._start_plausible = True
+
+        # A blank line ends the head. The search resumes where the previous
+        # one stopped, so a head that arrives byte by byte is scanned once.
         search_from = max(start, self._head_scanned - 3)
         match = _HEAD_END.search(buffer, search_from)
         if match is None:
@@ -299,6 +291,7 @@ class HttpDecoder:
         end = match.end()
         if end - start > MAX_HEADER_BYTES:
             raise _Malformed(REASON_HEADER_TOO_LONG, start)
+
         self._head = self._parse_head(bytes(buffer[start : match.start()]), start)
         self._position = end
         self._head_scanned = 0
@@ -307,13 +300,34 @@ class HttpDecoder:
         self._choose_framing(events)
         return True
 
+    def _check_message_start(self, start: int) -> bool:
+        """Return True once the bytes at ``start`` can open an HTTP message.
+
+        Returns False while too few bytes have arrived, or after switching to a
+        tunnel. Raises _Malformed when the bytes cannot be HTTP.
+        """
+        if self._start_plausible:
+            return True
+        plausible = self._could_be_start_line(start)
+        if plausible is None:
+            if len(self._buffer) - start > MAX_HEADER_BYTES:
+                raise _Malformed(REASON_HEADER_TOO_LONG, start)
+            return False
+        if not plausible:
+            if self._switch_if_not_http:
+                self._switch_to_tunnel(start)
+                return False
+            raise _Malformed(REASON_NOT_HTTP, start)
+        self._start_plausible = True
+        return True
+
     def _read_body_length(self, events: list[HttpEvent]) -> bool:
         available = len(self._buffer) - self._position
         if available == 0:
             return False
-        taken = min(available, self._remaining)
-        self._take_body(taken)
-        self._remaining -= taken
+        count = min(available, self._remaining)
+        self._take_body(count)
+        self._remaining -= count
         if self._remaining == 0:
             self._emit(events)
         return True
@@ -337,9 +351,9 @@ class HttpDecoder:
         available = len(self._buffer) - self._position
         if available == 0:
             return False
-        taken = min(available, self._remaining)
-        self._take_body(taken)
-        self._remaining -= taken
+        count = min(available, self._remaining)
+        self._take_body(count)
+        self._remaining -= count
         if self._remaining == 0:
             self._state = _State.CHUNK_END
         return True

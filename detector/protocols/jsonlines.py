@@ -1,7 +1,7 @@
 """Sans-IO decoder for newline-delimited JSON, the framing of every JSON Stratum.
 
-One :class:`JsonLineDecoder` reads one direction of a TCP stream. Feed it the
-stream bytes as they arrive; it returns one :class:`JsonMessage` per JSON line
+One :class:`JsonLineDecoder` reads one direction of a TCP stream, fed with the
+stream bytes as they arrive. It returns one :class:`JsonMessage` per JSON line
 and one :class:`MalformedLine` per line that is not a JSON object or array. It
 never raises on bad input, so a hostile peer cannot stop the scan.
 """
@@ -14,17 +14,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# xmrig, the miner most often found in containers, keeps a partial line in one
-# network buffer of XMRIG_NET_BUFFER_CHUNK_SIZE = 64 KiB (xmrig
-# src/base/kernel/constants.h) and silently drops a line that outgrows it
-# (LineReader::add). No pool can therefore send xmrig a longer line, and the
-# longest real lines (jobs with a 407-byte hex blob) are far shorter.
+# xmrig keeps a partial line in one network buffer of
+# XMRIG_NET_BUFFER_CHUNK_SIZE = 64 KiB (xmrig src/base/kernel/constants.h) and
+# silently drops a line that outgrows it (LineReader::add). No pool can
+# therefore send xmrig a longer line. Real jobs are far shorter, because a job
+# blob is at most 407 bytes, 814 hex characters.
 MAX_LINE_BYTES = 64 * 1024
 
 # Stratum messages nest four levels at most (object, params, merkle branch
 # array). CPython's json module recurses once per level, so a line of a few
-# thousand brackets costs a RecursionError; lines deeper than this are rejected
-# by a bracket count before json.loads sees them.
+# thousand brackets costs a RecursionError. Lines deeper than this are rejected
+# by a bracket count before json.loads parses them.
 MAX_NESTING_DEPTH = 64
 
 # Enough of a line to show its first key and method name in an alert, short

@@ -183,7 +183,9 @@ def _check_string_list(document: _Document, key: str, value: Any) -> tuple[str, 
     for index, item in enumerate(value):
         text = _check_string(document, f"{key}[{index}]", item)
         if text in seen:
-            raise document.fail(f"{key}[{index}]", f"duplicate value {text!r}")
+            raise document.fail(
+                f"{key}[{index}]", f"duplicate value {text!r}; expected each value once"
+            )
         seen.add(text)
     return tuple(value)
 
@@ -243,7 +245,9 @@ def _check_mapping(
     for name, field in fields.items():
         if name not in value:
             if field.required:
-                raise document.fail(f"{prefix}{name}", "missing key")
+                raise document.fail(
+                    f"{prefix}{name}", "missing required key; add it to the entry"
+                )
             continue
         checked[name] = field.check(document, f"{prefix}{name}", value[name])
     return checked
@@ -272,23 +276,23 @@ def _check_top_level(document: _Document, keys: Mapping[str, bool]) -> None:
             )
     for name, required in keys.items():
         if required and name not in document.content:
-            raise document.fail(name, "missing key")
+            raise document.fail(name, "missing required top-level key")
 
 
 class _UniqueIds:
     """The ids seen so far in one file, to reject a duplicate."""
 
-    def __init__(self, document: _Document, what: str = "id") -> None:
+    def __init__(self, document: _Document, label: str = "id") -> None:
         self._document = document
-        self._what = what
+        self._label = label
         self._seen: dict[Any, str] = {}
 
     def add(self, key: str, value: Any) -> None:
         if value in self._seen:
             raise self._document.fail(
                 key,
-                f"duplicate {self._what} {value!r}, first used at {self._seen[value]};"
-                f" expected each {self._what} once",
+                f"duplicate {self._label} {value!r}, first used at"
+                f" {self._seen[value]}; expected each {self._label} once",
             )
         self._seen[value] = key
 
@@ -350,7 +354,7 @@ def _index_methods(dialects: Mapping[str, DialectMethods]) -> dict[str, frozense
 _WALLET_FIELDS = {
     "id": _Field(_check_string),
     "coin": _Field(_check_string),
-    # Base58 and hex checksums are case-sensitive, so no IGNORECASE here.
+    # Base58 is case-sensitive and bech32 forbids mixed case, so no IGNORECASE.
     "pattern": _Field(_regex_checker(0)),
     "source": _Field(_check_string),
 }

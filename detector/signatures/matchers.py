@@ -79,8 +79,8 @@ class PortInfo:
     source: str
 
 
-# Pools read a "+" suffix after the wallet as a fixed share difficulty
-# (coin-hive-stratum, xmrig pools), not as a worker name.
+# A "+" suffix after the wallet is a fixed share difficulty, not a worker name,
+# as in coin-hive-stratum's <wallet>[.user][+difficulty] logins.
 _DIFFICULTY_SEPARATOR = "+"
 
 
@@ -101,7 +101,7 @@ class Signatures:
     files: tuple[str, ...]
 
     def match_agent(self, text: str) -> AgentMatch | None:
-        """Return the first agent signature, in file order, found in ``text``."""
+        """Return the first agent pattern, in file order, that ``text`` matches."""
         for agent in self.agents:
             if agent.pattern.search(text):
                 return AgentMatch(agent.family, agent.pattern.pattern, agent.source)
