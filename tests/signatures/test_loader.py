@@ -150,7 +150,7 @@ def append_copy(list_key: str, index: int) -> Callable[[dict[str, Any]], None]:
             "agents.yaml",
             delete_key(["agents", 2, "family"]),
             "agents[2].family",
-            "missing key",
+            "missing required",
         ),
         (
             "agents.yaml",
@@ -184,7 +184,7 @@ def append_copy(list_key: str, index: int) -> Callable[[dict[str, Any]], None]:
             "duplicate id 'xmrig-proxy'",
         ),
         ("agents.yaml", set_key(["miners"], []), "miners", "unknown key"),
-        ("agents.yaml", delete_key(["agents"]), "agents", "missing key"),
+        ("agents.yaml", delete_key(["agents"]), "agents", "missing required"),
         (
             "dialects.yaml",
             set_key(["dialects", 0, "to_server"], []),
@@ -243,7 +243,7 @@ def append_copy(list_key: str, index: int) -> Callable[[dict[str, Any]], None]:
             "wallets.yaml",
             delete_key(["login_separators"]),
             "login_separators",
-            "missing key",
+            "missing required",
         ),
         (
             "wallets.yaml",
