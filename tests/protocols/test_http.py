@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.protocols.http import (
@@ -419,6 +419,7 @@ TOKENS = st.sampled_from(
 )
 
 
+@settings(database=None)
 @given(
     data=st.one_of(
         st.binary(max_size=1024),
@@ -443,6 +444,7 @@ def test_arbitrary_bytes_give_only_messages(
     assert sum(isinstance(event, MalformedHttp) for event in events) <= 2
 
 
+@settings(database=None)
 @given(
     bodies=st.lists(st.binary(max_size=300), min_size=1, max_size=4),
     chunk_size=st.integers(min_value=1, max_value=50),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.protocols import (
@@ -56,6 +56,7 @@ def test_identify_kind(data: bytes, kind: str) -> None:
     assert identify(data) == kind
 
 
+@settings(database=None)
 @given(st.binary(min_size=MIN_IDENTIFY_BYTES))
 def test_enough_bytes_never_incomplete(data: bytes) -> None:
     kind = identify(data)
@@ -64,6 +65,7 @@ def test_enough_bytes_never_incomplete(data: bytes) -> None:
     assert kind in {KIND_JSON, KIND_HTTP, KIND_TLS, KIND_UNKNOWN, KIND_INCOMPLETE}
 
 
+@settings(database=None)
 @given(st.binary(max_size=32))
 def test_prefix_kind_consistent(data: bytes) -> None:
     kind = identify(data)

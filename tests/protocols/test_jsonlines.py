@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.protocols.jsonlines import (
@@ -464,6 +464,7 @@ def test_depth_scan_skips_escaped_quotes() -> None:
     assert isinstance(events[0], JsonMessage)
 
 
+@settings(database=None)
 @given(
     data=st.binary(max_size=2048),
     cuts=st.lists(st.integers(min_value=0, max_value=2048), max_size=20),
@@ -488,6 +489,7 @@ def test_arbitrary_bytes_give_only_messages(
             assert len(event.excerpt) <= MAX_EXCERPT_BYTES
 
 
+@settings(database=None)
 @given(
     values=st.lists(
         st.recursive(
