@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Hypothesis keeps its example database and caches under this folder; the
+# suite writes only to temporary folders, so point it at one.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="detector-hypothesis-")
+)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLES = REPOSITORY / "pcaps"
