@@ -475,6 +475,11 @@ class FlowInspector:
         detail: dict[str, Any] = {}
         if method is not None:
             detail["method"] = method
+        worker = fields.get("worker")
+        if isinstance(worker, str) and worker:
+            # An explicit worker field (ethproxy) names the rig better than a
+            # part of the login string does.
+            self._fields.setdefault("worker", worker)
         login = fields.get("login")
         if isinstance(login, str):
             self._fields.setdefault("login", login)
@@ -485,7 +490,7 @@ class FlowInspector:
                 if match.worker:
                     self._fields.setdefault("worker", match.worker)
                 confidence = Confidence.HIGH
-        for name in ("worker", "algorithm", "pool_host"):
+        for name in ("algorithm", "pool_host"):
             if isinstance(fields.get(name), str) and fields[name]:
                 self._fields.setdefault(name, fields[name])
         if "reconnect_host" in fields:

@@ -81,6 +81,7 @@ class PortInfo:
 
 # A "+" suffix after the wallet is a fixed share difficulty, not a worker name,
 # as in coin-hive-stratum's <wallet>[.user][+difficulty] logins.
+_HEX = re.compile(r"[0-9a-fA-F]+")
 _DIFFICULTY_SEPARATOR = "+"
 
 
@@ -142,9 +143,13 @@ class Signatures:
 
 
 def _worker_after(pieces: list[str], index: int) -> str | None:
-    if index + 2 >= len(pieces):
-        return None
-    separator, worker = pieces[index + 1], pieces[index + 2]
-    if separator == _DIFFICULTY_SEPARATOR or not worker:
-        return None
-    return worker
+    # Monero logins may carry a payment id between wallet and worker
+    # (<wallet>.<payment id>.<worker>); a payment id is 16 or 64 hex digits.
+    for position in range(index + 2, len(pieces), 2):
+        separator, worker = pieces[position - 1], pieces[position]
+        if separator == _DIFFICULTY_SEPARATOR or not worker:
+            return None
+        if len(worker) in (16, 64) and _HEX.fullmatch(worker):
+            continue
+        return worker
+    return None

@@ -180,7 +180,7 @@ def append_copy(list_key: str, index: int) -> Callable[[dict[str, Any]], None]:
         (
             "agents.yaml",
             append_copy("agents", 0),
-            "agents[22].id",
+            "agents[24].id",
             "duplicate id 'xmrig-proxy'",
         ),
         ("agents.yaml", set_key(["miners"], []), "miners", "unknown key"),
@@ -247,8 +247,8 @@ def append_copy(list_key: str, index: int) -> Callable[[dict[str, Any]], None]:
         ),
         (
             "wallets.yaml",
-            append_copy("wallets", 6),
-            "wallets[7].id",
+            append_copy("wallets", 7),
+            "wallets[8].id",
             "duplicate id 'ravencoin'",
         ),
         (
