@@ -80,6 +80,14 @@ _IPV4_OFFSET_MASK = 0x1FFF
 _IPV6_OFFSET_MASK = 0xFFF8
 _IPV6_MORE_FRAGMENTS = 0x0001
 
+# The fast path takes Ethernet frames that start with the IPv4 EtherType and
+# a version 4 header of 20 bytes (first byte 0x45), carry TCP and are not
+# fragments: the "more fragments" bit and the high offset bits are in byte 20,
+# the low offset bits in byte 21.
+_ETHERNET_IPV4_PLAIN = b"\x08\x00\x45"
+_FRAGMENT_BITS_HIGH = 0x3F
+_FAST_MIN_LENGTH = 14 + 20 + 20
+
 _unpack_ipv4 = struct.Struct("!2xHHHxB").unpack_from
 _unpack_ipv6 = struct.Struct("!4xHB").unpack_from
 _unpack_tcp = struct.Struct("!HHIIBB").unpack_from
@@ -130,8 +138,17 @@ class PacketDecoder:
         if packet.timestamp >= self._fragments.next_expiry:
             self._fragments.expire(packet.timestamp)
         data = packet.data
+        if (
+            packet.linktype == LINKTYPE_ETHERNET
+            and len(data) >= _FAST_MIN_LENGTH
+            and data[12:15] == _ETHERNET_IPV4_PLAIN
+            and data[23] == IPPROTO_TCP
+            and not (data[20] & _FRAGMENT_BITS_HIGH or data[21])
+        ):
+            segment = _fast_tcp(packet, data)
+            if segment is not None:
+                return segment
         if packet.linktype == LINKTYPE_ETHERNET and len(data) >= 14:
-            # The common case, without a call per layer.
             ethertype = (data[12] << 8) | data[13]
             offset = 14
             if ethertype in VLAN_TPIDS or ethertype <= 1500:
@@ -284,49 +301,37 @@ class PacketDecoder:
                     f"IPv6 extension header chain is longer than the maximum"
                     f" {MAX_IPV6_EXTENSION_HEADERS} headers"
                 )
-            if next_header in _IPV6_EXTENSION_HEADERS:
-                name = _IPV6_EXTENSION_HEADERS[next_header]
-                _need(end - start, 2, f"IPv6 {name} header")
-                length = (data[start + 1] + 1) * 8
-            elif next_header == IPPROTO_AH:
-                # RFC 4302: the AH length counts 32-bit words, minus 2.
-                name = "authentication"
-                _need(end - start, 2, "IPv6 authentication header")
-                length = (data[start + 1] + 2) * 4
-            else:
-                _need(end - start, _IPV6_FRAGMENT_HEADER, "IPv6 fragment header")
-                fragment_next, fragment_field, identification = _unpack_ipv6_fragment(
-                    data, start
-                )
-                start += _IPV6_FRAGMENT_HEADER
-                fragment_offset = fragment_field & _IPV6_OFFSET_MASK
-                more = bool(fragment_field & _IPV6_MORE_FRAGMENTS)
-                if fragment_offset == 0 and not more:
-                    # An atomic fragment (RFC 6946) is a whole datagram.
-                    next_header = fragment_next
-                    continue
-                completed = self._fragments.add(
-                    (source, destination, identification),
-                    packet.timestamp,
-                    fragment_offset,
-                    more,
-                    data[start:end],
-                    declared_end - start,
-                    fragment_next,
-                )
-                if completed is None:
-                    return None
-                next_header, data = completed
-                start = 0
-                end = declared_end = len(data)
+            if next_header != IPPROTO_FRAGMENT:
+                length = _extension_header_length(data, start, end, next_header)
+                next_header = data[start]
+                start += length
                 continue
-            if start + length > end:
-                raise DecodeError(
-                    f"IPv6 {name} header length {length} is beyond the"
-                    f" {end - start} bytes left in the packet"
-                )
-            next_header = data[start]
-            start += length
+
+            _need(end - start, _IPV6_FRAGMENT_HEADER, "IPv6 fragment header")
+            fragment_next, fragment_field, identification = _unpack_ipv6_fragment(
+                data, start
+            )
+            start += _IPV6_FRAGMENT_HEADER
+            fragment_offset = fragment_field & _IPV6_OFFSET_MASK
+            more = bool(fragment_field & _IPV6_MORE_FRAGMENTS)
+            if fragment_offset == 0 and not more:
+                # An atomic fragment (RFC 6946) is a whole datagram.
+                next_header = fragment_next
+                continue
+            completed = self._fragments.add(
+                (source, destination, identification),
+                packet.timestamp,
+                fragment_offset,
+                more,
+                data[start:end],
+                declared_end - start,
+                fragment_next,
+            )
+            if completed is None:
+                return None
+            next_header, data = completed
+            start = 0
+            end = declared_end = len(data)
 
     def _tunnel(
         self, packet: Packet, protocol: int, inner: bytes, depth: int
@@ -338,6 +343,59 @@ class PacketDecoder:
         if protocol == IPPROTO_IPIP:
             return self._ipv4(packet, inner, 0, depth + 1)
         return self._ipv6(packet, inner, 0, depth + 1)
+
+
+def _fast_tcp(packet: Packet, data: bytes) -> Segment | None:
+    """Decode Ethernet, a 20-byte IPv4 header and TCP without a call per layer.
+
+    The caller has checked the EtherType, IPv4 version and header length, the
+    protocol and that the packet is not a fragment. Returns None for anything
+    else unusual, which the general path then decodes or reports.
+    """
+    total_length = (data[16] << 8) | data[17]
+    header_length = (data[46] >> 4) * 4
+    end = min(14 + total_length, len(data))
+    if total_length < 40 or header_length < 20 or 34 + header_length > end:
+        return None
+    source_port, destination_port, seq, ack, _, flags = _unpack_tcp(data, 34)
+    return Segment(
+        packet.timestamp,
+        TCP,
+        _inet_ntoa(data[26:30]),
+        source_port,
+        _inet_ntoa(data[30:34]),
+        destination_port,
+        data[34 + header_length : end],
+        seq,
+        ack,
+        flags,
+        packet.number,
+    )
+
+
+def _extension_header_length(
+    data: bytes, start: int, end: int, next_header: int
+) -> int:
+    """Return the length of the IPv6 extension header (not a fragment header).
+
+    Raises:
+        DecodeError: the header is truncated or runs past the packet.
+    """
+    if next_header == IPPROTO_AH:
+        name = "authentication"
+        _need(end - start, 2, "IPv6 authentication header")
+        # RFC 4302: the AH length counts 32-bit words, minus 2.
+        length = (data[start + 1] + 2) * 4
+    else:
+        name = _IPV6_EXTENSION_HEADERS[next_header]
+        _need(end - start, 2, f"IPv6 {name} header")
+        length = (data[start + 1] + 1) * 8
+    if start + length > end:
+        raise DecodeError(
+            f"IPv6 {name} header length {length} is beyond the"
+            f" {end - start} bytes left in the packet"
+        )
+    return length
 
 
 def _need(available: int, needed: int, what: str) -> None:
