@@ -76,6 +76,10 @@ class GzipInput:
     decompressed content ends first. A corrupt or truncated gzip stream raises
     :class:`~detector.errors.CaptureError` whose offset is the number of
     decompressed bytes returned before the damage.
+
+    NOTE: bytes that were decompressed in the same read call as the damage are
+    lost, so a packet just before corrupt deflate data may be missing. A
+    stream that is only cut short loses no complete packet.
     """
 
     def __init__(self, compressed: PrefixedStream, source: str) -> None:

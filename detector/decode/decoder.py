@@ -9,6 +9,9 @@ A capture cut by its snap length is not malformed. The decoder uses the bytes
 it has, so the payload of a cut packet is shorter than the IP header declares.
 Only a header that does not fit in the captured bytes, or that contradicts the
 lengths around it, raises :class:`~detector.errors.DecodeError`.
+
+NOTE: MPLS, PPPoE, GRE, VXLAN and Geneve are not decoded, so traffic inside
+them returns None as if it were not IP.
 """
 
 from __future__ import annotations

@@ -85,6 +85,15 @@ def test_pcap_linktype_ignores_fcs_bits() -> None:
     assert read_all(data)[0].linktype == 1
 
 
+def test_pcap_unknown_linktype_yielded() -> None:
+    # The decoder, not the reader, reports link types it cannot decode.
+    data = pcap_file(FRAMES, linktype=147)
+
+    packets = read_all(data)
+
+    assert [packet.linktype for packet in packets] == [147] * len(FRAMES)
+
+
 def test_pcap_wire_length_kept() -> None:
     data = pcap_header(snaplen=64) + pcap_record(1, 0, b"x" * 64, wire_length=1500)
 

@@ -66,6 +66,19 @@ def test_pcapng_two_interfaces(order: str) -> None:
     assert [packet.number for packet in packets] == [1, 2, 3]
 
 
+def test_pcapng_unknown_linktype_yielded() -> None:
+    data = (
+        section_header()
+        + interface_description(147)
+        + enhanced_packet(0, 1, b"user link")
+    )
+
+    packet = read_all(data)[0]
+
+    assert packet.linktype == 147
+    assert packet.data == b"user link"
+
+
 def test_pcapng_power_of_ten_resolution() -> None:
     data = (
         section_header()
