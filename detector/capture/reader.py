@@ -6,6 +6,7 @@ file name. Reading only goes forward, so standard input and other pipes work.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ def read_capture(stream: BinaryIO, source: str) -> Iterator[Packet]:
 
 def _read_gzip(stream: BinaryIO, magic: bytes, source: str) -> Iterator[Packet]:
     compressed = PrefixedStream(magic, stream)
-    content = GzipInput(compressed, source)
+    content = io.BufferedReader(GzipInput(compressed, source), READ_BUFFER_SIZE)
     try:
         inner_magic = read_exact(content.read, _MAGIC_LENGTH)
         where = " after gzip decompression"
