@@ -25,9 +25,7 @@ from detector.decode.link import (
     ETHERTYPE_IPV6,
     LINK_DECODERS,
     LINKTYPE_ETHERNET,
-    VLAN_TPIDS,
     UnsupportedLinkType,
-    skip_vlan_tags,
 )
 from detector.errors import DecodeError
 from detector.model import TCP, UDP, Packet, Segment
@@ -107,9 +105,11 @@ class PacketDecoder:
     """Stateful decoder from :class:`Packet` to :class:`Segment`.
 
     The state is the pending IP fragments, so one decoder serves one capture
-    (or one live source) from start to end. Addresses are text as
+    (or one live source) from start to end. Addresses are text as glibc's
     ``inet_ntop`` writes them: dotted quads for IPv4 and the compressed form
-    of RFC 5952 for IPv6.
+    of RFC 5952 for IPv6. IPv4-mapped IPv6 addresses keep the dotted form
+    (``::ffff:192.0.2.1``), which ``str(ipaddress.IPv6Address)`` in Python 3.11
+    does not.
     """
 
     def __init__(self) -> None:
@@ -151,16 +151,10 @@ class PacketDecoder:
             segment = _fast_tcp(packet, data)
             if segment is not None:
                 return segment
-        if packet.linktype == LINKTYPE_ETHERNET and len(data) >= 14:
-            ethertype = (data[12] << 8) | data[13]
-            offset = 14
-            if ethertype in VLAN_TPIDS or ethertype <= 1500:
-                ethertype, offset = skip_vlan_tags(data, ethertype, offset)
-        else:
-            link_decoder = LINK_DECODERS.get(packet.linktype)
-            if link_decoder is None:
-                raise UnsupportedLinkType(packet.linktype)
-            ethertype, offset = link_decoder(data)
+        link_decoder = LINK_DECODERS.get(packet.linktype)
+        if link_decoder is None:
+            raise UnsupportedLinkType(packet.linktype)
+        ethertype, offset = link_decoder(data)
         if ethertype == ETHERTYPE_IPV4:
             return self._ipv4(packet, data, offset, 0)
         if ethertype == ETHERTYPE_IPV6:

@@ -106,6 +106,15 @@ def test_ipv6_address_text() -> None:
     assert segment.dst_ip == str(ipaddress.IPv6Address("fe80::1:0:0:2"))
 
 
+def test_ipv4_mapped_address_text() -> None:
+    network = IPv6(src="::ffff:192.0.2.1", dst="::1") / UDP(sport=1, dport=2)
+
+    segment = decode(ethernet(network))
+
+    assert segment is not None
+    assert segment.src_ip == "::ffff:192.0.2.1"
+
+
 def test_ipv4_options_skipped() -> None:
     network = IP(src=CLIENT_V4, dst=SERVER_V4, options=b"\x01" * 8) / TCP() / PAYLOAD
 
