@@ -57,8 +57,12 @@ def _version(value: bool) -> None:
 def main_options(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True,
-                     help="Print the version and exit."),
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
     ] = False,
 ) -> None:
     """Detect cryptocurrency-mining traffic in packet captures."""
@@ -98,17 +102,26 @@ def _summary(stats: ScanStats) -> str:
     return "scanned " + ", ".join(parts) + f" in {stats.seconds:.2f} s"
 
 
-def _write(report: ScanReport, fmt: str, stream: TextIO, redact_wallets: bool,
-           is_terminal: bool) -> None:
+def _write(
+    report: ScanReport,
+    fmt: str,
+    stream: TextIO,
+    redact_wallets: bool,
+    is_terminal: bool,
+) -> None:
     detections = report.detections
     if fmt == "jsonl":
         write_jsonl(detections, stream, redact_wallets)
     elif fmt == "csv":
         write_csv(detections, stream, redact_wallets)
     else:
-        console = Console(file=stream, highlight=False, markup=False,
-                          force_terminal=is_terminal or None, width=None if is_terminal
-                          else 200)
+        console = Console(
+            file=stream,
+            highlight=False,
+            markup=False,
+            force_terminal=is_terminal or None,
+            width=None if is_terminal else 200,
+        )
         if detections:
             write_table(detections, console, redact_wallets)
         else:
@@ -119,44 +132,64 @@ def _write(report: ScanReport, fmt: str, stream: TextIO, redact_wallets: bool,
 def scan(
     paths: Annotated[
         list[str],
-        typer.Argument(help="Capture files (pcap, pcapng, optionally gzip-compressed),"
-                       " directories to search for them, or - for standard input."),
+        typer.Argument(
+            help="Capture files (pcap, pcapng, optionally gzip-compressed),"
+            " directories to search for them, or - for standard input."
+        ),
     ],
     output_format: Annotated[
         str | None,
-        typer.Option("--format", "-f",
-                     help="Output format: table, jsonl or csv. Default: table on a"
-                     " terminal, otherwise jsonl (csv for an --output ending in .csv)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format: table, jsonl or csv. Default: table on a"
+            " terminal, otherwise jsonl (csv for an --output ending in .csv).",
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write detections to this file instead of"
-                     " standard output."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write detections to this file instead of standard output.",
+        ),
     ] = None,
     redact_wallets: Annotated[
         bool,
-        typer.Option("--redact-wallets", help="Mask wallet addresses in the output,"
-                     " keeping 4 characters at each end."),
+        typer.Option(
+            "--redact-wallets",
+            help="Mask wallet addresses in the output,"
+            " keeping 4 characters at each end.",
+        ),
     ] = False,
     signatures_dir: Annotated[
         Path | None,
-        typer.Option("--signatures", help="Folder of signature YAML files. Default:"
-                     " $DETECTOR_SIGNATURES, else the bundled signatures."),
+        typer.Option(
+            "--signatures",
+            help="Folder of signature YAML files. Default:"
+            " $DETECTOR_SIGNATURES, else the bundled signatures.",
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print no summary and no progress.")
     ] = False,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True,
-                          help="Log more: -v for each mining flow, -vv for each"
-                          " skipped packet."),
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log more: -v for each mining flow, -vv for each skipped packet.",
+        ),
     ] = 0,
 ) -> None:
     """Scan capture files for mining traffic and report each mining flow."""
     err = _stderr()
     if output_format is not None and output_format not in FORMATS:
-        err.print(f"error: unknown format {output_format!r}; choose one of "
-                  + ", ".join(FORMATS))
+        err.print(
+            f"error: unknown format {output_format!r}; choose one of "
+            + ", ".join(FORMATS)
+        )
         raise typer.Exit(EXIT_ERROR)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2),
@@ -191,8 +224,9 @@ def scan(
             with output.open("w", encoding="utf-8", newline="") as stream:
                 _write(report, fmt, stream, redact_wallets, is_terminal=False)
         else:
-            _write(report, fmt, sys.stdout, redact_wallets,
-                   is_terminal=sys.stdout.isatty())
+            _write(
+                report, fmt, sys.stdout, redact_wallets, is_terminal=sys.stdout.isatty()
+            )
             # The summary goes to standard error; flushing first keeps it after
             # the detections when both streams end on one terminal.
             sys.stdout.flush()
@@ -213,14 +247,16 @@ def scan(
 def signatures_check(
     directory: Annotated[
         Path | None,
-        typer.Argument(help="Folder of signature YAML files. Default: the bundled"
-                       " signatures."),
+        typer.Argument(
+            help="Folder of signature YAML files. Default: the bundled signatures."
+        ),
     ] = None,
 ) -> None:
     """Validate signature files without scanning anything."""
     signatures = _load(directory)
-    typer.echo(f"{len(signatures.files)} signature files valid: "
-               + ", ".join(signatures.files))
+    typer.echo(
+        f"{len(signatures.files)} signature files valid: " + ", ".join(signatures.files)
+    )
 
 
 def main() -> None:

@@ -69,7 +69,9 @@ class ScanStats:
 
     def add(self, other: ScanStats) -> None:
         for item in fields(self):
-            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+            setattr(
+                self, item.name, getattr(self, item.name) + getattr(other, item.name)
+            )
 
 
 @dataclass(slots=True)
@@ -130,7 +132,9 @@ class CaptureScanner:
                     continue
                 except DecodeError as exc:
                     stats.malformed_packets += 1
-                    log.debug("%s packet %d skipped: %s", self.source, packet.number, exc)
+                    log.debug(
+                        "%s packet %d skipped: %s", self.source, packet.number, exc
+                    )
                     continue
                 if segment is None:
                     continue
@@ -144,7 +148,9 @@ class CaptureScanner:
         except OSError as exc:
             stats.files_failed = 1
             reason = exc.strerror or str(exc)
-            self.result.error = FileError(self.source, f"cannot read the file: {reason}")
+            self.result.error = FileError(
+                self.source, f"cannot read the file: {reason}"
+            )
         finally:
             self._finish_flows(self.table.flush_all())
             stats.fragments_expired = self.decoder.fragments_expired
@@ -223,8 +229,12 @@ class CaptureScanner:
             )
             flow.state = None
             if detection is not None:
-                log.info("%s: mining flow %s (%s)", self.source, detection.flow,
-                         detection.mining.dialect)
+                log.info(
+                    "%s: mining flow %s (%s)",
+                    self.source,
+                    detection.flow,
+                    detection.mining.dialect,
+                )
                 self.result.detections.append(detection)
 
 

@@ -15,7 +15,7 @@ from detector.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_MINING, app
 
 SAMPLES = Path(__file__).resolve().parents[1] / "pcaps"
 MINING = SAMPLES / "monero-xmrig.pcap"
-NEGATIVE = SAMPLES / "negative-http.pcap"
+NEGATIVE = SAMPLES / "negative-http-get.pcap"
 
 
 @pytest.fixture

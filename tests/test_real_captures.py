@@ -16,12 +16,18 @@ from detector.scan import scan_file
 pytestmark = pytest.mark.realpcap
 
 
-def flows(real_pcaps: Path, name: str, signatures) -> dict[tuple[str, int, str, int], str]:
+def flows(
+    real_pcaps: Path, name: str, signatures
+) -> dict[tuple[str, int, str, int], str]:
     result = scan_file(str(real_pcaps / name), signatures)
     assert result.error is None, result.error
     return {
-        (d.flow.client_ip, d.flow.client_port, d.flow.server_ip, d.flow.server_port):
-        d.mining.dialect
+        (
+            d.flow.client_ip,
+            d.flow.client_port,
+            d.flow.server_ip,
+            d.flow.server_port,
+        ): d.mining.dialect
         for d in result.detections
     }
 
@@ -84,10 +90,10 @@ def test_zeek_bitcoin_mining_flows(real_pcaps, signatures):
 
 
 def test_zeek_mining_in_progress(real_pcaps, signatures):
-    found = flows(real_pcaps, "zeek-cryptomining/bitcoin-mining-in-progress.pcap",
-                  signatures)
+    found = flows(
+        real_pcaps, "zeek-cryptomining/bitcoin-mining-in-progress.pcap", signatures
+    )
     assert found == {("10.0.2.15", 53266, "74.84.128.158", 3333): "stratum-v1"}
-
 
 
 NEGATIVES = [
@@ -120,6 +126,9 @@ def test_negative_capture_no_alert(real_pcaps, signatures, name):
 
 def test_negative_list_matches_manifest(real_pcaps):
     with (real_pcaps / "manifest.csv").open(newline="") as handle:
-        labelled = {row["file"] for row in csv.DictReader(handle)
-                    if row["label"].startswith("negative")}
+        labelled = {
+            row["file"]
+            for row in csv.DictReader(handle)
+            if row["label"].startswith("negative")
+        }
     assert labelled == set(NEGATIVES)

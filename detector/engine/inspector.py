@@ -138,7 +138,8 @@ class FlowInspector:
             Direction.TO_SERVER: Counter(),
             Direction.TO_CLIENT: Counter(),
         }
-        self._pending_requests: dict[Any, str] = {}
+        # Request id -> (method, whether the request submitted a share).
+        self._pending_requests: dict[Any, tuple[str, bool]] = {}
         self._fields: dict[str, Any] = {}
         self.jobs = 0
         self.shares_submitted = 0
@@ -300,16 +301,17 @@ class FlowInspector:
         timestamp: float,
     ) -> None:
         self._count_method(direction, method)
+        rule = METHOD_RULES.get(method)
+        observation = None
+        if rule is not None:
+            request = Request(method, message.get("params"), message, direction)
+            observation = rule(request)
         request_id = message.get("id")
         if direction is Direction.TO_SERVER and _hashable(request_id):
             if len(self._pending_requests) >= MAX_PENDING_REQUESTS:
                 self._pending_requests.pop(next(iter(self._pending_requests)))
-            self._pending_requests[request_id] = method
-        rule = METHOD_RULES.get(method)
-        if rule is None:
-            return
-        request = Request(method, message.get("params"), message, direction)
-        observation = rule(request)
+            share = observation is not None and observation.share
+            self._pending_requests[request_id] = (method, share)
         if observation is not None:
             self._observe(observation, direction, timestamp, method)
 
@@ -320,18 +322,19 @@ class FlowInspector:
             # Miners answer client.get_version with their agent string.
             return
         request_id = message.get("id")
-        method = None
+        pending = None
         if _hashable(request_id):
-            method = self._pending_requests.pop(request_id, None)
+            pending = self._pending_requests.pop(request_id, None)
         result = message.get("result")
         error = message.get("error")
-        if method is None:
+        if pending is None:
             # ethproxy pools push work as a bare response with id 0.
             if is_ethproxy_job(result):
                 self._observe_job_push(direction, timestamp)
             return
+        method, share = pending
         failed = error not in (None, False) or result is False
-        if method in ("submit", "mining.submit", "eth_submitWork", "submitblock"):
+        if share:
             if failed:
                 self.shares_rejected += 1
                 self._observe_pool_error(error, method, direction, timestamp)
@@ -417,7 +420,9 @@ class FlowInspector:
         direction = Direction.TO_SERVER
         headers = dict(request.headers)
         agent = headers.get("user-agent")
-        mining_headers = [name for name in MINING_HTTP_REQUEST_HEADERS if name in headers]
+        mining_headers = [
+            name for name in MINING_HTTP_REQUEST_HEADERS if name in headers
+        ]
         if mining_headers:
             self._record(
                 Evidence(
@@ -444,7 +449,9 @@ class FlowInspector:
     def _on_http_response(self, response: HttpResponse, timestamp: float) -> None:
         direction = Direction.TO_CLIENT
         headers = dict(response.headers)
-        pool_headers = [name for name in MINING_HTTP_RESPONSE_HEADERS if name in headers]
+        pool_headers = [
+            name for name in MINING_HTTP_RESPONSE_HEADERS if name in headers
+        ]
         if pool_headers:
             self._record(
                 Evidence(
@@ -591,7 +598,8 @@ class FlowInspector:
         if not self.is_mining():
             return None
         evidence = [
-            _with_count(tally.evidence, tally.count) for tally in self._evidence.values()
+            _with_count(tally.evidence, tally.count)
+            for tally in self._evidence.values()
         ]
         if pool_port_evidence:
             evidence.append(
@@ -686,8 +694,10 @@ def _is_subscribe_result(result: Any) -> bool:
     if not isinstance(result, list) or not 2 <= len(result) <= 3:
         return False
     if len(result) == 3:
-        return isinstance(result[0], list) and is_hex(result[1]) and isinstance(
-            result[2], int
+        return (
+            isinstance(result[0], list)
+            and is_hex(result[1])
+            and isinstance(result[2], int)
         )
     if isinstance(result[0], list):
         return bool(result[0]) and result[0][0] == "mining.notify"
@@ -695,15 +705,19 @@ def _is_subscribe_result(result: Any) -> bool:
 
 
 def _is_getwork_result(result: Any) -> bool:
-    return isinstance(result, Mapping) and is_hex(result.get("data"), 128) and (
-        "target" in result
+    return (
+        isinstance(result, Mapping)
+        and is_hex(result.get("data"), 128)
+        and ("target" in result)
     )
 
 
 def _json_body(body: bytes) -> Any:
     stripped = body.strip()
-    if not stripped or stripped[:1] not in (b"{", b"[") or len(stripped) > (
-        MAX_HTTP_JSON_BYTES
+    if (
+        not stripped
+        or stripped[:1] not in (b"{", b"[")
+        or len(stripped) > (MAX_HTTP_JSON_BYTES)
     ):
         return None
     try:

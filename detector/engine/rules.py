@@ -102,6 +102,14 @@ def is_ethproxy_job(result: Any) -> bool:
     return is_prefixed_hex(result[2], 1, 64)
 
 
+def _is_port(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return isinstance(value, int) and 0 < value < 65536
+
+
 def _strings(values: list[Any]) -> bool:
     return all(isinstance(value, str) for value in values)
 
@@ -135,8 +143,12 @@ def monero_login(request: Request) -> Observation | None:
     if isinstance(algos, list) and algos and _strings(algos):
         fields["algorithm"] = algos[0]
         mining_keys += 1
+    rigid = params.get("rigid")
     if "rigid" in params:
         mining_keys += 1
+    if isinstance(rigid, str) and rigid:
+        # xmrig's rig id is the worker name the pool shows.
+        fields["worker"] = rigid
     # A {login, pass} object is also how ordinary APIs sign in, so the login
     # counts as mining only with a miner's keys; the inspector raises it once
     # the login string holds a wallet or the agent names a miner.
@@ -159,8 +171,13 @@ def monero_job(request: Request) -> Observation | None:
     algo = request.params.get("algo")
     if isinstance(algo, str):
         fields["algorithm"] = algo
-    return _high("stratum.job", "Monero job with hashing blob", {"monero"},
-                 fields=fields, job=True)
+    return _high(
+        "stratum.job",
+        "Monero job with hashing blob",
+        {"monero"},
+        fields=fields,
+        job=True,
+    )
 
 
 def monero_submit(request: Request) -> Observation | None:
@@ -174,8 +191,12 @@ def monero_submit(request: Request) -> Observation | None:
         return None
     if "job_id" not in params:
         return None
-    return _high("stratum.submit", "Monero share submit with nonce and result hash",
-                 {"monero"}, share=True)
+    return _high(
+        "stratum.submit",
+        "Monero share submit with nonce and result hash",
+        {"monero"},
+        share=True,
+    )
 
 
 def monero_keepalived(request: Request) -> Observation | None:
@@ -205,6 +226,16 @@ def mining_subscribe(request: Request) -> Observation | None:
         return None
     fields: dict[str, Any] = {}
     dialects = {"stratum-v1", "stratum-v1-zcash", "kawpow", "ethereumstratum-1"}
+    if len(params) >= 3 and _is_port(params[1]) and isinstance(params[2], str):
+        # [host, port, agent, session]: the Zcash variant of the Stratum
+        # specification (nheqminer and slush's reference client).
+        dialects = {"stratum-v1-zcash"}
+        fields["agent"] = params[2]
+        if isinstance(params[0], str):
+            fields["pool_host"] = params[0]
+        return _high(
+            "stratum.subscribe", "Stratum mining.subscribe", dialects, fields=fields
+        )
     if params and isinstance(params[0], str):
         fields["agent"] = params[0]
     if len(params) >= 2 and params[1] == "EthereumStratum/1.0.0":
@@ -214,8 +245,9 @@ def mining_subscribe(request: Request) -> Observation | None:
         # KawPow specification send the pool host and port.
         dialects = {"stratum-v1-zcash", "kawpow"}
         fields["pool_host"] = params[2]
-    return _high("stratum.subscribe", "Stratum mining.subscribe", dialects,
-                 fields=fields)
+    return _high(
+        "stratum.subscribe", "Stratum mining.subscribe", dialects, fields=fields
+    )
 
 
 def mining_authorize(request: Request) -> Observation | None:
@@ -224,9 +256,12 @@ def mining_authorize(request: Request) -> Observation | None:
         return None
     if not 1 <= len(params) <= 3 or not isinstance(params[0], str):
         return None
-    return _high("stratum.authorize", "Stratum mining.authorize",
-                 {"stratum-v1", "stratum-v1-zcash", "kawpow", "ethereumstratum-1"},
-                 fields={"login": params[0]})
+    return _high(
+        "stratum.authorize",
+        "Stratum mining.authorize",
+        {"stratum-v1", "stratum-v1-zcash", "kawpow", "ethereumstratum-1"},
+        fields={"login": params[0]},
+    )
 
 
 def mining_submit(request: Request) -> Observation | None:
@@ -240,8 +275,13 @@ def mining_submit(request: Request) -> Observation | None:
         dialects = {"kawpow"}
     elif len(params) == 3:
         dialects = {"ethereumstratum-1"}
-    return _high("stratum.submit", "Stratum mining.submit share", dialects,
-                 fields={"login": params[0]}, share=True)
+    return _high(
+        "stratum.submit",
+        "Stratum mining.submit share",
+        dialects,
+        fields={"login": params[0]},
+        share=True,
+    )
 
 
 def mining_notify(request: Request) -> Observation | None:
@@ -269,8 +309,11 @@ def mining_set_difficulty(request: Request) -> Observation | None:
         return None
     if not isinstance(params[0], int | float):
         return None
-    return _high("stratum.set_difficulty", "Stratum mining.set_difficulty",
-                 {"stratum-v1", "kawpow", "ethereumstratum-1"})
+    return _high(
+        "stratum.set_difficulty",
+        "Stratum mining.set_difficulty",
+        {"stratum-v1", "kawpow", "ethereumstratum-1"},
+    )
 
 
 def mining_set_target(request: Request) -> Observation | None:
@@ -279,12 +322,14 @@ def mining_set_target(request: Request) -> Observation | None:
         return None
     if len(params) != 1 or not is_hex(params[0], 8, 64):
         return None
-    return _high("stratum.set_target", "Stratum mining.set_target",
-                 {"stratum-v1-zcash"})
+    return _high(
+        "stratum.set_target", "Stratum mining.set_target", {"stratum-v1-zcash"}
+    )
 
 
-def mining_list_params(kind: str, description: str, direction: Direction,
-                       dialects: set[str]) -> Rule:
+def mining_list_params(
+    kind: str, description: str, direction: Direction, dialects: set[str]
+) -> Rule:
     """Make a rule for a ``mining.*`` method whose params are a short list."""
 
     def rule(request: Request) -> Observation | None:
@@ -306,8 +351,9 @@ def mining_configure(request: Request) -> Observation | None:
         return None
     if not isinstance(params[1], Mapping):
         return None
-    return _high("stratum.configure", "Stratum mining.configure (BIP 310)",
-                 {"stratum-v1"})
+    return _high(
+        "stratum.configure", "Stratum mining.configure (BIP 310)", {"stratum-v1"}
+    )
 
 
 def mining_hello(request: Request) -> Observation | None:
@@ -322,8 +368,12 @@ def mining_hello(request: Request) -> Observation | None:
         fields["agent"] = params["agent"]
     if isinstance(params.get("host"), str):
         fields["pool_host"] = params["host"]
-    return _high("stratum.hello", "EthereumStratum/2.0.0 mining.hello",
-                 {"ethereumstratum-2"}, fields=fields)
+    return _high(
+        "stratum.hello",
+        "EthereumStratum/2.0.0 mining.hello",
+        {"ethereumstratum-2"},
+        fields=fields,
+    )
 
 
 def client_reconnect(request: Request) -> Observation | None:
@@ -354,8 +404,9 @@ def eth_submit_login(request: Request) -> Observation | None:
     worker = request.message.get("worker")
     if isinstance(worker, str) and worker:
         fields["worker"] = worker
-    return _high("stratum.login", f"ethproxy {request.method}", {"ethproxy"},
-                 fields=fields)
+    return _high(
+        "stratum.login", f"ethproxy {request.method}", {"ethproxy"}, fields=fields
+    )
 
 
 def eth_get_work(request: Request) -> Observation | None:
@@ -382,8 +433,9 @@ def eth_submit_work(request: Request) -> Observation | None:
         return None
     if not (is_prefixed_hex(params[1], 64, 64) and is_prefixed_hex(params[2], 64, 64)):
         return None
-    return _high("stratum.submit", "ethproxy eth_submitWork share", {"ethproxy"},
-                 share=True)
+    return _high(
+        "stratum.submit", "ethproxy eth_submitWork share", {"ethproxy"}, share=True
+    )
 
 
 def eth_submit_hashrate(request: Request) -> Observation | None:
@@ -427,8 +479,12 @@ def getblocktemplate(request: Request) -> Observation | None:
     wallet = params.get("wallet_address")
     if isinstance(wallet, str):
         fields["login"] = wallet
-    return _high("http.getblocktemplate", "getblocktemplate request",
-                 {"getblocktemplate"}, fields=fields)
+    return _high(
+        "http.getblocktemplate",
+        "getblocktemplate request",
+        {"getblocktemplate"},
+        fields=fields,
+    )
 
 
 def submitblock(request: Request) -> Observation | None:
@@ -437,8 +493,12 @@ def submitblock(request: Request) -> Observation | None:
         return None
     if not params or not is_hex(params[0], 160):
         return None
-    return _high("http.submitblock", "submitblock with a solved block",
-                 {"getblocktemplate"}, share=True)
+    return _high(
+        "http.submitblock",
+        "submitblock with a solved block",
+        {"getblocktemplate"},
+        share=True,
+    )
 
 
 STRATUM_V1 = {"stratum-v1", "stratum-v1-zcash", "kawpow", "ethereumstratum-1"}
@@ -457,31 +517,56 @@ METHOD_RULES: dict[str, Rule] = {
     "mining.configure": mining_configure,
     "mining.hello": mining_hello,
     "mining.extranonce.subscribe": mining_list_params(
-        "stratum.extranonce", "Stratum mining.extranonce.subscribe",
-        Direction.TO_SERVER, STRATUM_V1),
+        "stratum.extranonce",
+        "Stratum mining.extranonce.subscribe",
+        Direction.TO_SERVER,
+        STRATUM_V1,
+    ),
     "mining.set_extranonce": mining_list_params(
-        "stratum.extranonce", "Stratum mining.set_extranonce",
-        Direction.TO_CLIENT, STRATUM_V1),
+        "stratum.extranonce",
+        "Stratum mining.set_extranonce",
+        Direction.TO_CLIENT,
+        STRATUM_V1,
+    ),
     "mining.get_transactions": mining_list_params(
-        "stratum.get_transactions", "Stratum mining.get_transactions",
-        Direction.TO_SERVER, {"stratum-v1"}),
+        "stratum.get_transactions",
+        "Stratum mining.get_transactions",
+        Direction.TO_SERVER,
+        {"stratum-v1"},
+    ),
     "mining.suggest_difficulty": mining_list_params(
-        "stratum.suggest_difficulty", "Stratum mining.suggest_difficulty",
-        Direction.TO_SERVER, {"stratum-v1"}),
+        "stratum.suggest_difficulty",
+        "Stratum mining.suggest_difficulty",
+        Direction.TO_SERVER,
+        {"stratum-v1"},
+    ),
     "mining.set_version_mask": mining_list_params(
-        "stratum.set_version_mask", "Stratum mining.set_version_mask",
-        Direction.TO_CLIENT, {"stratum-v1"}),
+        "stratum.set_version_mask",
+        "Stratum mining.set_version_mask",
+        Direction.TO_CLIENT,
+        {"stratum-v1"},
+    ),
     "mining.ping": mining_list_params(
-        "stratum.ping", "Stratum mining.ping", Direction.TO_CLIENT, {"stratum-v1"}),
+        "stratum.ping", "Stratum mining.ping", Direction.TO_CLIENT, {"stratum-v1"}
+    ),
     "mining.set": mining_list_params(
-        "stratum.set", "EthereumStratum/2.0.0 mining.set", Direction.TO_CLIENT,
-        {"ethereumstratum-2"}),
+        "stratum.set",
+        "EthereumStratum/2.0.0 mining.set",
+        Direction.TO_CLIENT,
+        {"ethereumstratum-2"},
+    ),
     "mining.noop": mining_list_params(
-        "stratum.noop", "EthereumStratum/2.0.0 mining.noop", Direction.TO_SERVER,
-        {"ethereumstratum-2"}),
+        "stratum.noop",
+        "EthereumStratum/2.0.0 mining.noop",
+        Direction.TO_SERVER,
+        {"ethereumstratum-2"},
+    ),
     "mining.hashrate": mining_list_params(
-        "stratum.hashrate", "EthereumStratum/2.0.0 mining.hashrate",
-        Direction.TO_SERVER, {"ethereumstratum-2"}),
+        "stratum.hashrate",
+        "EthereumStratum/2.0.0 mining.hashrate",
+        Direction.TO_SERVER,
+        {"ethereumstratum-2"},
+    ),
     "client.reconnect": client_reconnect,
     "eth_submitLogin": eth_submit_login,
     "eth_login": eth_submit_login,

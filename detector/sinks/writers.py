@@ -95,8 +95,18 @@ def write_table(
     JSON and CSV formats carry every field and every piece of evidence.
     """
     table = Table(title="Mining flows")
-    for column in ("first seen (UTC)", "client", "server", "dialect", "confidence",
-                   "miner", "wallet", "jobs", "shares", "evidence"):
+    for column in (
+        "first seen (UTC)",
+        "client",
+        "server",
+        "dialect",
+        "confidence",
+        "miner",
+        "wallet",
+        "jobs",
+        "shares",
+        "evidence",
+    ):
         table.add_column(column, overflow="fold")
     for detection in detections:
         flow = detection.flow
@@ -110,7 +120,9 @@ def write_table(
             wallet = f"{wallet} ({mining.wallet_coin})"
         shares = str(mining.shares_submitted)
         if mining.shares_accepted or mining.shares_rejected:
-            shares += f" ({mining.shares_accepted} ok, {mining.shares_rejected} rejected)"
+            shares += (
+                f" ({mining.shares_accepted} ok, {mining.shares_rejected} rejected)"
+            )
         kinds = [item.kind for item in detection.evidence]
         evidence = ", ".join(kinds[:TABLE_EVIDENCE_KINDS])
         if len(kinds) > TABLE_EVIDENCE_KINDS:

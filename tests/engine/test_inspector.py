@@ -38,24 +38,90 @@ def run(conversation, signatures, chunk_size=None):
 
 
 def xmrig_session():
-    job = {"blob": BLOB, "job_id": "j1", "target": "b88d0600", "algo": "rx/0",
-           "seed_hash": H64}
+    job = {
+        "blob": BLOB,
+        "job_id": "j1",
+        "target": "b88d0600",
+        "algo": "rx/0",
+        "seed_hash": H64,
+    }
     return [
-        (UP, line({"id": 1, "jsonrpc": "2.0", "method": "login", "params": {
-            "login": WALLET + ".rig1", "pass": "x",
-            "agent": "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0",
-            "algo": ["rx/0"]}})),
-        (DOWN, line({"id": 1, "jsonrpc": "2.0", "error": None, "result": {
-            "id": "sess", "job": job, "status": "OK"}})),
+        (
+            UP,
+            line(
+                {
+                    "id": 1,
+                    "jsonrpc": "2.0",
+                    "method": "login",
+                    "params": {
+                        "login": WALLET + ".rig1",
+                        "pass": "x",
+                        "agent": "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0",
+                        "algo": ["rx/0"],
+                    },
+                }
+            ),
+        ),
+        (
+            DOWN,
+            line(
+                {
+                    "id": 1,
+                    "jsonrpc": "2.0",
+                    "error": None,
+                    "result": {"id": "sess", "job": job, "status": "OK"},
+                }
+            ),
+        ),
         (DOWN, line({"jsonrpc": "2.0", "method": "job", "params": job})),
-        (UP, line({"id": 2, "jsonrpc": "2.0", "method": "submit", "params": {
-            "id": "sess", "job_id": "j1", "nonce": "0a0b0c0d", "result": H64}})),
-        (DOWN, line({"id": 2, "jsonrpc": "2.0", "error": None,
-                     "result": {"status": "OK"}})),
-        (UP, line({"id": 3, "jsonrpc": "2.0", "method": "submit", "params": {
-            "id": "sess", "job_id": "j1", "nonce": "0a0b0c0e", "result": H64}})),
-        (DOWN, line({"id": 3, "jsonrpc": "2.0", "error": {
-            "code": -1, "message": "Low difficulty share"}})),
+        (
+            UP,
+            line(
+                {
+                    "id": 2,
+                    "jsonrpc": "2.0",
+                    "method": "submit",
+                    "params": {
+                        "id": "sess",
+                        "job_id": "j1",
+                        "nonce": "0a0b0c0d",
+                        "result": H64,
+                    },
+                }
+            ),
+        ),
+        (
+            DOWN,
+            line(
+                {"id": 2, "jsonrpc": "2.0", "error": None, "result": {"status": "OK"}}
+            ),
+        ),
+        (
+            UP,
+            line(
+                {
+                    "id": 3,
+                    "jsonrpc": "2.0",
+                    "method": "submit",
+                    "params": {
+                        "id": "sess",
+                        "job_id": "j1",
+                        "nonce": "0a0b0c0e",
+                        "result": H64,
+                    },
+                }
+            ),
+        ),
+        (
+            DOWN,
+            line(
+                {
+                    "id": 3,
+                    "jsonrpc": "2.0",
+                    "error": {"code": -1, "message": "Low difficulty share"},
+                }
+            ),
+        ),
     ]
 
 
@@ -78,17 +144,40 @@ def test_xmrig_session(signatures, chunk_size):
     assert mining.methods_to_server == {"login": 1, "submit": 2}
     assert mining.methods_to_client == {"job": 1}
     kinds = {item.kind for item in detection.evidence}
-    assert {"stratum.login", "stratum.job", "stratum.submit", "miner.agent",
-            "stratum.error"} <= kinds
+    assert {
+        "stratum.login",
+        "stratum.job",
+        "stratum.submit",
+        "miner.agent",
+        "stratum.error",
+    } <= kinds
 
 
 def test_generic_login_and_submit_not_mining(signatures):
     conversation = [
-        (UP, line({"jsonrpc": "2.0", "id": 1, "method": "login",
-                   "params": {"login": "alice", "pass": "hunter2"}})),
+        (
+            UP,
+            line(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "login",
+                    "params": {"login": "alice", "pass": "hunter2"},
+                }
+            ),
+        ),
         (DOWN, line({"jsonrpc": "2.0", "id": 1, "result": {"token": "abc"}})),
-        (UP, line({"jsonrpc": "2.0", "id": 2, "method": "submit",
-                   "params": {"form": "survey", "answers": [1, 2]}})),
+        (
+            UP,
+            line(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "submit",
+                    "params": {"form": "survey", "answers": [1, 2]},
+                }
+            ),
+        ),
         (DOWN, line({"jsonrpc": "2.0", "id": 2, "result": {"status": "OK"}})),
     ]
     assert run(conversation, signatures) is None
@@ -96,16 +185,40 @@ def test_generic_login_and_submit_not_mining(signatures):
 
 def test_ethereum_node_api_not_mining(signatures):
     conversation = [
-        (UP, line({"jsonrpc": "2.0", "id": 1, "method": "web3_clientVersion",
-                   "params": []})),
+        (
+            UP,
+            line(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "web3_clientVersion",
+                    "params": [],
+                }
+            ),
+        ),
         (DOWN, line({"jsonrpc": "2.0", "id": 1, "result": "Geth/v1.8.2"})),
     ]
     assert run(conversation, signatures) is None
 
 
 def test_mid_session_starts_mid_line(signatures):
-    notify = line({"id": None, "method": "mining.notify", "params": [
-        "j", "a" * 64, "b", "c", [], "20000000", "1a0ffff", "5a0b0c0d", True]})
+    notify = line(
+        {
+            "id": None,
+            "method": "mining.notify",
+            "params": [
+                "j",
+                "a" * 64,
+                "b",
+                "c",
+                [],
+                "20000000",
+                "1a0ffff",
+                "5a0b0c0d",
+                True,
+            ],
+        }
+    )
     data = b'0000000000","1b"]}\n' + notify + notify
     detection = run([(DOWN, data)], signatures)
     assert detection is not None
@@ -115,8 +228,13 @@ def test_mid_session_starts_mid_line(signatures):
 
 def test_gap_resynchronises(signatures):
     inspector = FlowInspector(signatures, KEY)
-    submit = line({"id": 5, "method": "mining.submit",
-                   "params": ["w.1", "j", "00000000", "5a0b0c0d", "1a2b3c4d"]})
+    submit = line(
+        {
+            "id": 5,
+            "method": "mining.submit",
+            "params": ["w.1", "j", "00000000", "5a0b0c0d", "1a2b3c4d"],
+        }
+    )
     inspector.feed(UP, [StreamData(submit[:20], 0)], 1.0)
     inspector.feed(UP, [StreamData(submit[30:], 10), StreamData(submit, 0)], 2.0)
     inspector.finish(3.0)
