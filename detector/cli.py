@@ -199,7 +199,7 @@ def scan(
     signatures = _load(signatures_dir)
     fmt = _choose_format(output_format, output)
     show_progress = not quiet and sys.stderr.isatty()
-    with Progress(
+    progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TextColumn("{task.fields[packets]} packets"),
@@ -207,13 +207,20 @@ def scan(
         console=err,
         transient=True,
         disable=not show_progress,
-    ) as progress:
-        task = progress.add_task("scanning", packets=0)
+    )
+    task = progress.add_task("scanning", packets=0)
 
-        def on_progress(source: str, packets: int) -> None:
-            progress.update(task, description=source, packets=packets)
+    def on_progress(source: str, packets: int) -> None:
+        # The scan reports progress every few thousand packets, so only a
+        # long scan ever shows the bar.
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, description=source, packets=packets)
 
+    try:
         report = scan_paths(paths, signatures, progress=on_progress)
+    finally:
+        progress.stop()
     for result in report.files:
         for warning in result.warnings:
             err.print(f"warning: {warning}")

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -16,10 +17,8 @@ from detector.sinks.ecs import flatten, isoformat, redact, to_ecs
 
 FORMATS = ("table", "jsonl", "csv")
 
-# The table shows the start of long wallets and the strongest evidence kinds
-# only, so a row fits a terminal line.
-TABLE_WALLET_CHARS = 16
-TABLE_EVIDENCE_KINDS = 3
+# The table shows the start of a long wallet only, so a row fits a line.
+TABLE_WALLET_CHARS = 8
 
 # CSV columns, in order: flat ECS names, so a CSV and a JSON line of the same
 # detection use the same field names.
@@ -91,23 +90,19 @@ def write_table(
 ) -> None:
     """Print a table of detections for people reading a terminal.
 
-    The table keeps one short line per flow where the terminal allows; the
-    JSON and CSV formats carry every field and every piece of evidence.
+    The table keeps to the fields an analyst reads first; the JSON and CSV
+    formats carry every field and every piece of evidence.
     """
-    table = Table(title="Mining flows")
-    for column in (
-        "first seen (UTC)",
-        "client",
-        "server",
-        "dialect",
-        "confidence",
-        "miner",
-        "wallet",
-        "jobs",
-        "shares",
-        "evidence",
-    ):
-        table.add_column(column, overflow="fold")
+    table = Table(title="Mining flows", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Short values never wrap; endpoints wrap only for long IPv6 addresses.
+    table.add_column("first seen (UTC)", no_wrap=True)
+    table.add_column("client", overflow="fold", min_width=21)
+    table.add_column("server", overflow="fold", min_width=21)
+    table.add_column("dialect", no_wrap=True)
+    table.add_column("confidence", no_wrap=True)
+    table.add_column("miner", overflow="fold", min_width=7)
+    table.add_column("wallet", overflow="fold", min_width=11)
+    table.add_column("activity", overflow="fold", min_width=12)
     for detection in detections:
         flow = detection.flow
         mining = detection.mining
@@ -115,18 +110,12 @@ def write_table(
         if wallet and redact_wallets:
             wallet = redact(wallet)
         elif len(wallet) > TABLE_WALLET_CHARS:
-            wallet = wallet[: TABLE_WALLET_CHARS - 3] + "..."
+            wallet = wallet[:TABLE_WALLET_CHARS] + "..."
         if wallet and mining.wallet_coin:
             wallet = f"{wallet} ({mining.wallet_coin})"
-        shares = str(mining.shares_submitted)
-        if mining.shares_accepted or mining.shares_rejected:
-            shares += (
-                f" ({mining.shares_accepted} ok, {mining.shares_rejected} rejected)"
-            )
-        kinds = [item.kind for item in detection.evidence]
-        evidence = ", ".join(kinds[:TABLE_EVIDENCE_KINDS])
-        if len(kinds) > TABLE_EVIDENCE_KINDS:
-            evidence += f" +{len(kinds) - TABLE_EVIDENCE_KINDS}"
+        activity = f"{mining.jobs} jobs, {mining.shares_submitted} shares"
+        if mining.shares_rejected:
+            activity += f" ({mining.shares_rejected} rejected)"
         cells = (
             isoformat(detection.first_seen)[:19].replace("T", " "),
             _endpoint(flow.client_ip, flow.client_port),
@@ -135,9 +124,7 @@ def write_table(
             detection.confidence.label,
             mining.miner_family or mining.agent or "",
             wallet,
-            str(mining.jobs),
-            shares,
-            evidence,
+            activity,
         )
         # Text cells are printed as they are: an IPv6 endpoint in brackets
         # would otherwise be read as console markup.
