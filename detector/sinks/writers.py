@@ -93,11 +93,13 @@ def write_table(
     The table keeps to the fields an analyst reads first; the JSON and CSV
     formats carry every field and every piece of evidence.
     """
-    table = Table(title="Mining flows", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title="Mining flows", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
     # Short values never wrap; endpoints wrap only for long IPv6 addresses.
     table.add_column("first seen (UTC)", no_wrap=True)
-    table.add_column("client", overflow="fold", min_width=21)
-    table.add_column("server", overflow="fold", min_width=21)
+    table.add_column("client", overflow="fold", min_width=17)
+    table.add_column("server", overflow="fold", min_width=17)
     table.add_column("dialect", no_wrap=True)
     table.add_column("confidence", no_wrap=True)
     table.add_column("miner", overflow="fold", min_width=7)
