@@ -22,6 +22,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from detector import __version__
 from detector.errors import DetectorError
+from detector.flows.table import MAX_FLOWS
 from detector.scan import ScanReport, ScanStats, scan_paths
 from detector.signatures import Signatures, load_signatures
 from detector.sinks import FORMATS, write_csv, write_jsonl, write_table
@@ -97,6 +98,8 @@ def _summary(stats: ScanStats) -> str:
         parts.append(f"{stats.unsupported_packets} packets of unsupported link types")
     if stats.stream_gaps:
         parts.append(f"{stats.stream_gaps} stream gaps")
+    if stats.flows_evicted:
+        parts.append(f"{stats.flows_evicted} flows evicted from a full flow table")
     if stats.files_failed:
         parts.append(f"{stats.files_failed} failed")
     return "scanned " + ", ".join(parts) + f" in {stats.seconds:.2f} s"
@@ -170,6 +173,15 @@ def scan(
             " $DETECTOR_SIGNATURES, else the bundled signatures.",
         ),
     ] = None,
+    max_flows: Annotated[
+        int,
+        typer.Option(
+            "--max-flows",
+            min=1,
+            help="Flows tracked at once per file; when full, the least recently"
+            " seen flow that is not mining is evicted.",
+        ),
+    ] = MAX_FLOWS,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print no summary and no progress.")
     ] = False,
@@ -218,7 +230,9 @@ def scan(
         progress.update(task, description=source, packets=packets)
 
     try:
-        report = scan_paths(paths, signatures, progress=on_progress)
+        report = scan_paths(
+            paths, signatures, progress=on_progress, max_flows=max_flows
+        )
     finally:
         progress.stop()
     for result in report.files:

@@ -18,7 +18,7 @@ from detector.capture import open_capture
 from detector.decode import SUPPORTED_LINKTYPES, PacketDecoder, UnsupportedLinkType
 from detector.engine.inspector import FlowInspector
 from detector.errors import CaptureError, DecodeError
-from detector.flows.table import Flow, FlowTable
+from detector.flows.table import MAX_FLOWS, Flow, FlowTable
 from detector.model import FIN, RST, SYN, TCP, Detection, Direction, Segment
 from detector.signatures import Signatures
 
@@ -65,6 +65,7 @@ class ScanStats:
     malformed_messages: int = 0
     stream_gaps: int = 0
     fragments_expired: int = 0
+    flows_evicted: int = 0
     seconds: float = 0.0
 
     def add(self, other: ScanStats) -> None:
@@ -107,11 +108,13 @@ ProgressCallback = Callable[[str, int], None]
 class CaptureScanner:
     """Scan one capture file: the per-file state of the pipeline."""
 
-    def __init__(self, signatures: Signatures, source: str) -> None:
+    def __init__(
+        self, signatures: Signatures, source: str, max_flows: int = MAX_FLOWS
+    ) -> None:
         self.signatures = signatures
         self.source = source
         self.decoder = PacketDecoder()
-        self.table = FlowTable(server_ports=signatures.pool_ports)
+        self.table = FlowTable(max_flows=max_flows, server_ports=signatures.pool_ports)
         self.result = FileResult(source=source)
         self._unsupported: set[int] = set()
 
@@ -154,6 +157,7 @@ class CaptureScanner:
         finally:
             self._finish_flows(self.table.flush_all())
             stats.fragments_expired = self.decoder.fragments_expired
+            stats.flows_evicted = self.table.evictions
             stats.seconds = time.perf_counter() - started
         if stats.packets and stats.packets == stats.unsupported_packets:
             stats.files_failed = 1
@@ -205,6 +209,9 @@ class CaptureScanner:
             rest = stream.flush()
             if rest:
                 inspector.feed(direction, rest, segment.timestamp)
+        if not flow.pinned and inspector.is_mining():
+            # A full flow table evicts other flows before a mining one.
+            flow.pinned = True
 
     def _finish_flows(self, flows: Iterable[Flow]) -> None:
         for flow in flows:
@@ -257,10 +264,13 @@ def expand_paths(paths: Iterable[str]) -> Iterator[str]:
 
 
 def scan_file(
-    source: str, signatures: Signatures, progress: ProgressCallback | None = None
+    source: str,
+    signatures: Signatures,
+    progress: ProgressCallback | None = None,
+    max_flows: int = MAX_FLOWS,
 ) -> FileResult:
     """Scan one capture file; errors end up in the result, never raised."""
-    return CaptureScanner(signatures, source).run(progress)
+    return CaptureScanner(signatures, source, max_flows).run(progress)
 
 
 def scan_paths(
@@ -268,11 +278,12 @@ def scan_paths(
     signatures: Signatures,
     progress: ProgressCallback | None = None,
     on_file: Callable[[FileResult], None] | None = None,
+    max_flows: int = MAX_FLOWS,
 ) -> ScanReport:
     """Scan every capture named by ``paths`` and merge the results."""
     report = ScanReport()
     for source in expand_paths(paths):
-        result = scan_file(source, signatures, progress)
+        result = scan_file(source, signatures, progress, max_flows)
         report.files.append(result)
         report.stats.add(result.stats)
         if on_file is not None:
