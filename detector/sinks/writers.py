@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -96,6 +97,10 @@ def write_table(
     table = Table(
         title="Mining flows", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
     )
+    detections = list(detections)
+    several_files = len({detection.source for detection in detections}) > 1
+    if several_files:
+        table.add_column("capture", overflow="fold", min_width=12)
     # Short values never wrap; endpoints wrap only for long IPv6 addresses.
     table.add_column("first seen (UTC)", no_wrap=True)
     table.add_column("client", overflow="fold", min_width=17)
@@ -118,7 +123,7 @@ def write_table(
         activity = f"{mining.jobs} jobs, {mining.shares_submitted} shares"
         if mining.shares_rejected:
             activity += f" ({mining.shares_rejected} rejected)"
-        cells = (
+        cells: tuple[str, ...] = (
             isoformat(detection.first_seen)[:19].replace("T", " "),
             _endpoint(flow.client_ip, flow.client_port),
             _endpoint(flow.server_ip, flow.server_port),
@@ -128,6 +133,8 @@ def write_table(
             wallet,
             activity,
         )
+        if several_files:
+            cells = (os.path.basename(detection.source), *cells)
         # Text cells are printed as they are: an IPv6 endpoint in brackets
         # would otherwise be read as console markup.
         table.add_row(*(Text(cell) for cell in cells))
