@@ -85,21 +85,29 @@ def _choose_format(requested: str | None, output: Path | None) -> str:
     return "table" if sys.stdout.isatty() else "jsonl"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _summary(stats: ScanStats) -> str:
     parts = [
-        f"{stats.files} file{'s' if stats.files != 1 else ''}",
-        f"{stats.packets} packets",
-        f"{stats.flows} flows with payload",
-        f"{stats.detections} mining detection{'s' if stats.detections != 1 else ''}",
-        f"{stats.malformed_packets} malformed packets skipped",
-        f"{stats.malformed_messages} malformed messages skipped",
+        _count(stats.files, "file"),
+        _count(stats.packets, "packet"),
+        _count(stats.flows, "flow") + " with payload",
+        _count(stats.detections, "mining detection"),
+        _count(stats.malformed_packets, "malformed packet") + " skipped",
+        _count(stats.malformed_messages, "malformed message") + " skipped",
     ]
     if stats.unsupported_packets:
-        parts.append(f"{stats.unsupported_packets} packets of unsupported link types")
+        parts.append(
+            _count(stats.unsupported_packets, "packet") + " of unsupported link types"
+        )
     if stats.stream_gaps:
-        parts.append(f"{stats.stream_gaps} stream gaps")
+        parts.append(_count(stats.stream_gaps, "stream gap"))
     if stats.flows_evicted:
-        parts.append(f"{stats.flows_evicted} flows evicted from a full flow table")
+        parts.append(
+            _count(stats.flows_evicted, "flow") + " evicted from a full flow table"
+        )
     if stats.files_failed:
         parts.append(f"{stats.files_failed} failed")
     return "scanned " + ", ".join(parts) + f" in {stats.seconds:.2f} s"
