@@ -6,12 +6,14 @@ Exit codes of ``detector scan``:
 - 1: mining was found and every file was read;
 - 2: a file could not be read to its end, or the command was wrong. Detections
   from the other files, and from a damaged file up to the damage, are still
-  written, as ``grep`` does when it meets an unreadable file.
+  written, as ``grep`` does when it meets an unreadable file;
+- 130: interrupted (Ctrl-C). The flows read until then are judged and written.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -25,11 +27,23 @@ from detector.errors import DetectorError
 from detector.flows.table import MAX_FLOWS
 from detector.scan import ScanReport, ScanStats, scan_paths
 from detector.signatures import Signatures, load_signatures
-from detector.sinks import FORMATS, write_csv, write_jsonl, write_table
+from detector.sinks import (
+    FORMATS,
+    AlertWriter,
+    CsvWriter,
+    JsonlWriter,
+    OutputClosed,
+    TableWriter,
+)
 
 EXIT_CLEAN = 0
 EXIT_MINING = 1
 EXIT_ERROR = 2
+# 128 + SIGINT, as shells report a process ended by Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+# Width of a table written to a file, where no terminal sets one.
+FILE_TABLE_WIDTH = 160
 
 app = typer.Typer(
     name="detector",
@@ -113,30 +127,31 @@ def _summary(stats: ScanStats) -> str:
     return "scanned " + ", ".join(parts) + f" in {stats.seconds:.2f} s"
 
 
-def _write(
-    report: ScanReport,
-    fmt: str,
-    stream: TextIO,
-    redact_wallets: bool,
-    is_terminal: bool,
-) -> None:
-    detections = report.detections
+def _open_writer(
+    fmt: str, stream: TextIO, redact_wallets: bool, is_terminal: bool
+) -> AlertWriter:
     if fmt == "jsonl":
-        write_jsonl(detections, stream, redact_wallets)
-    elif fmt == "csv":
-        write_csv(detections, stream, redact_wallets)
-    else:
-        console = Console(
-            file=stream,
-            highlight=False,
-            markup=False,
-            force_terminal=is_terminal or None,
-            width=None if is_terminal else 200,
-        )
-        if detections:
-            write_table(detections, console, redact_wallets)
-        else:
-            console.print("No mining traffic found.")
+        return JsonlWriter(stream, redact_wallets)
+    if fmt == "csv":
+        return CsvWriter(stream, redact_wallets)
+    console = Console(
+        file=stream,
+        highlight=False,
+        markup=False,
+        force_terminal=is_terminal or None,
+        width=None if is_terminal else FILE_TABLE_WIDTH,
+    )
+    return TableWriter(console, redact_wallets)
+
+
+def _same_file(output: Path, paths: list[str]) -> str | None:
+    """Return the input that ``output`` would overwrite, if any."""
+    if not output.exists():
+        return None
+    for path in paths:
+        if path != "-" and os.path.exists(path) and os.path.samefile(output, path):
+            return path
+    return None
 
 
 @app.command()
@@ -144,8 +159,9 @@ def scan(
     paths: Annotated[
         list[str],
         typer.Argument(
+            metavar="PATH...",
             help="Capture files (pcap, pcapng, optionally gzip-compressed),"
-            " directories to search for them, or - for standard input."
+            " directories to search for them, or - for standard input.",
         ),
     ],
     output_format: Annotated[
@@ -218,13 +234,81 @@ def scan(
     )
     signatures = _load(signatures_dir)
     fmt = _choose_format(output_format, output)
-    show_progress = not quiet and sys.stderr.isatty()
+    if output is not None and (overwritten := _same_file(output, paths)) is not None:
+        err.print(
+            f"error: --output {output} is the input {overwritten}; choose another file"
+        )
+        raise typer.Exit(EXIT_ERROR)
+    try:
+        stream: TextIO = (
+            output.open("w", encoding="utf-8", newline="")
+            if output is not None
+            else sys.stdout
+        )
+    except OSError as exc:
+        err.print(f"error: cannot write {output}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    is_terminal = output is None and sys.stdout.isatty()
+    try:
+        report = _run_scan(
+            paths,
+            signatures,
+            fmt,
+            stream,
+            redact_wallets,
+            is_terminal,
+            max_flows,
+            show_progress=not quiet and sys.stderr.isatty(),
+        )
+    except OutputClosed as closed:
+        # The reader of standard output went away (``| head``): stop quietly,
+        # and keep the interpreter from failing again on its final flush.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(EXIT_MINING if closed.written else EXIT_CLEAN) from None
+    except OSError as exc:
+        err.print(
+            f"error: cannot write {output or 'standard output'}: {exc.strerror or exc}"
+        )
+        raise typer.Exit(EXIT_ERROR) from exc
+    finally:
+        if output is not None:
+            stream.close()
+    for result in report.files:
+        for warning in result.warnings:
+            err.print(f"warning: {warning}")
+        if result.error is not None:
+            err.print(f"error: {result.error}")
+    if not report.files:
+        err.print("error: no capture files found in the given paths")
+        raise typer.Exit(EXIT_ERROR)
+    if not quiet:
+        err.print(_summary(report.stats))
+    if report.interrupted:
+        err.print("interrupted: the flows read so far were judged and written")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if report.errors:
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(EXIT_MINING if report.detections else EXIT_CLEAN)
+
+
+def _run_scan(
+    paths: list[str],
+    signatures: Signatures,
+    fmt: str,
+    stream: TextIO,
+    redact_wallets: bool,
+    is_terminal: bool,
+    max_flows: int,
+    show_progress: bool,
+) -> ScanReport:
+    writer = _open_writer(fmt, stream, redact_wallets, is_terminal)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TextColumn("{task.fields[packets]} packets"),
         TimeElapsedColumn(),
-        console=err,
+        console=_stderr(),
         transient=True,
         disable=not show_progress,
     )
@@ -239,37 +323,16 @@ def scan(
 
     try:
         report = scan_paths(
-            paths, signatures, progress=on_progress, max_flows=max_flows
+            paths,
+            signatures,
+            progress=on_progress,
+            max_flows=max_flows,
+            on_detection=writer.write,
         )
     finally:
         progress.stop()
-    for result in report.files:
-        for warning in result.warnings:
-            err.print(f"warning: {warning}")
-        if result.error is not None:
-            err.print(f"error: {result.error}")
-    try:
-        if output is not None:
-            with output.open("w", encoding="utf-8", newline="") as stream:
-                _write(report, fmt, stream, redact_wallets, is_terminal=False)
-        else:
-            _write(
-                report, fmt, sys.stdout, redact_wallets, is_terminal=sys.stdout.isatty()
-            )
-            # The summary goes to standard error; flushing first keeps it after
-            # the detections when both streams end on one terminal.
-            sys.stdout.flush()
-    except OSError as exc:
-        err.print(f"error: cannot write {output}: {exc.strerror or exc}")
-        raise typer.Exit(EXIT_ERROR) from exc
-    if not report.files:
-        err.print("error: no capture files found in the given paths")
-        raise typer.Exit(EXIT_ERROR)
-    if not quiet:
-        err.print(_summary(report.stats))
-    if report.errors:
-        raise typer.Exit(EXIT_ERROR)
-    raise typer.Exit(EXIT_MINING if report.detections else EXIT_CLEAN)
+    writer.close()
+    return report
 
 
 @signatures_app.command("check")
@@ -277,7 +340,9 @@ def signatures_check(
     directory: Annotated[
         Path | None,
         typer.Argument(
-            help="Folder of signature YAML files. Default: the bundled signatures."
+            metavar="[DIR]",
+            help="Folder of signature YAML files. Default:"
+            " $DETECTOR_SIGNATURES, else the bundled signatures.",
         ),
     ] = None,
 ) -> None:

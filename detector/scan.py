@@ -84,6 +84,7 @@ class FileResult:
     stats: ScanStats = field(default_factory=ScanStats)
     error: FileError | None = None
     warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
 
 @dataclass(slots=True)
@@ -92,6 +93,7 @@ class ScanReport:
 
     files: list[FileResult] = field(default_factory=list)
     stats: ScanStats = field(default_factory=ScanStats)
+    interrupted: bool = False
 
     @property
     def detections(self) -> list[Detection]:
@@ -103,16 +105,22 @@ class ScanReport:
 
 
 ProgressCallback = Callable[[str, int], None]
+DetectionCallback = Callable[[Detection], None]
 
 
 class CaptureScanner:
     """Scan one capture file: the per-file state of the pipeline."""
 
     def __init__(
-        self, signatures: Signatures, source: str, max_flows: int = MAX_FLOWS
+        self,
+        signatures: Signatures,
+        source: str,
+        max_flows: int = MAX_FLOWS,
+        on_detection: DetectionCallback | None = None,
     ) -> None:
         self.signatures = signatures
         self.source = source
+        self.on_detection = on_detection
         self.decoder = PacketDecoder()
         self.table = FlowTable(max_flows=max_flows, server_ports=signatures.pool_ports)
         self.result = FileResult(source=source)
@@ -154,6 +162,9 @@ class CaptureScanner:
             self.result.error = FileError(
                 self.source, f"cannot read the file: {reason}"
             )
+        except KeyboardInterrupt:
+            # The flows read so far are still judged and reported below.
+            self.result.interrupted = True
         finally:
             self._finish_flows(self.table.flush_all())
             stats.fragments_expired = self.decoder.fragments_expired
@@ -243,6 +254,8 @@ class CaptureScanner:
                     detection.mining.dialect,
                 )
                 self.result.detections.append(detection)
+                if self.on_detection is not None:
+                    self.on_detection(detection)
 
 
 def expand_paths(paths: Iterable[str]) -> Iterator[str]:
@@ -268,24 +281,34 @@ def scan_file(
     signatures: Signatures,
     progress: ProgressCallback | None = None,
     max_flows: int = MAX_FLOWS,
+    on_detection: DetectionCallback | None = None,
 ) -> FileResult:
-    """Scan one capture file; errors end up in the result, never raised."""
-    return CaptureScanner(signatures, source, max_flows).run(progress)
+    """Scan one capture file; errors end up in the result, never raised.
+
+    ``on_detection`` is called with each detection as its flow ends, before
+    the file is done; the result holds them all, sorted by first packet.
+    """
+    return CaptureScanner(signatures, source, max_flows, on_detection).run(progress)
 
 
 def scan_paths(
     paths: Iterable[str],
     signatures: Signatures,
     progress: ProgressCallback | None = None,
-    on_file: Callable[[FileResult], None] | None = None,
     max_flows: int = MAX_FLOWS,
+    on_detection: DetectionCallback | None = None,
 ) -> ScanReport:
-    """Scan every capture named by ``paths`` and merge the results."""
+    """Scan every capture named by ``paths`` and merge the results.
+
+    An interrupt (Ctrl-C) ends the scan after the current file's flows have
+    been judged; ``report.interrupted`` says so.
+    """
     report = ScanReport()
     for source in expand_paths(paths):
-        result = scan_file(source, signatures, progress, max_flows)
+        result = scan_file(source, signatures, progress, max_flows, on_detection)
         report.files.append(result)
         report.stats.add(result.stats)
-        if on_file is not None:
-            on_file(result)
+        if result.interrupted:
+            report.interrupted = True
+            break
     return report

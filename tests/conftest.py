@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 # Hypothesis keeps its example database and caches under this folder; the
-# suite writes only to temporary folders, so point it at one.
-os.environ.setdefault(
-    "HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="detector-hypothesis-")
-)
+# suite writes only to temporary folders, so point it at one and remove it
+# when the run ends.
+if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
+    _hypothesis_home = tempfile.mkdtemp(prefix="detector-hypothesis-")
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = _hypothesis_home
+    atexit.register(shutil.rmtree, _hypothesis_home, ignore_errors=True)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLES = REPOSITORY / "pcaps"

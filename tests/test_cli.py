@@ -6,12 +6,16 @@ import csv
 import gzip
 import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from detector.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_MINING, app
+from detector.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_MINING, app
 
 SAMPLES = Path(__file__).resolve().parents[1] / "pcaps"
 MINING = SAMPLES / "monero-xmrig.pcap"
@@ -158,3 +162,52 @@ def test_version(runner):
     result = run(runner, "--version")
     assert result.exit_code == 0
     assert result.stdout.startswith("detector ")
+
+
+def test_output_same_as_input_rejected(runner, tmp_path):
+    capture = tmp_path / "capture.pcap"
+    capture.write_bytes(MINING.read_bytes())
+    result = run(runner, "scan", "--output", str(capture), str(capture))
+    assert result.exit_code == EXIT_ERROR
+    assert "choose another file" in result.stderr
+    assert capture.read_bytes() == MINING.read_bytes()
+
+
+def detector_command() -> list[str]:
+    return [sys.executable, "-m", "detector"]
+
+
+def test_closed_pipe_stops_quietly():
+    scan = subprocess.Popen(
+        [*detector_command(), "scan", "--format", "jsonl", str(SAMPLES)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert scan.stdout is not None
+    first = scan.stdout.readline()
+    scan.stdout.close()
+    _, errors = scan.communicate(timeout=60)
+    assert json.loads(first)["event"]["kind"] == "alert"
+    assert scan.returncode == EXIT_MINING
+    assert b"Traceback" not in errors
+    assert b"error" not in errors
+
+
+def test_interrupt_writes_flows_read_so_far():
+    # The capture arrives on a pipe that stays open, as from a live tcpdump;
+    # Ctrl-C must still report the mining session already read.
+    scan = subprocess.Popen(
+        [*detector_command(), "scan", "--format", "jsonl", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert scan.stdin is not None
+    scan.stdin.write(MINING.read_bytes())
+    scan.stdin.flush()
+    time.sleep(3)
+    scan.send_signal(signal.SIGINT)
+    output, errors = scan.communicate(timeout=60)
+    assert scan.returncode == EXIT_INTERRUPTED, errors
+    assert json.loads(output)["mining"]["dialect"] == "monero"
+    assert b"interrupted" in errors

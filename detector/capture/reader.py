@@ -118,7 +118,17 @@ def _read_format(read: Read, magic: bytes, source: str, where: str) -> Iterator[
     if magic == SHB_MAGIC:
         return read_pcapng(read, magic, source)
     if not magic:
-        raise CaptureError(source, f"empty file, no capture header{where}", 0)
+        if source == STDIN_PATH:
+            message = (
+                f"standard input was empty{where}; pipe a capture into it, as in"
+                " 'tcpdump -w - | detector scan -'"
+            )
+        else:
+            message = (
+                f"empty file, no capture header{where}; the capture was never"
+                " written, or was cut to nothing"
+            )
+        raise CaptureError(source, message, 0)
     if len(magic) < _MAGIC_LENGTH:
         raise CaptureError(
             source,

@@ -1,6 +1,25 @@
 """Alert sinks: ECS documents written as JSON lines, CSV or a table."""
 
 from detector.sinks.ecs import to_ecs
-from detector.sinks.writers import FORMATS, write_csv, write_jsonl, write_table
+from detector.sinks.writers import (
+    FORMATS,
+    AlertWriter,
+    CsvWriter,
+    JsonlWriter,
+    OutputClosed,
+    TableWriter,
+    csv_row,
+    write_table,
+)
 
-__all__ = ["FORMATS", "to_ecs", "write_csv", "write_jsonl", "write_table"]
+__all__ = [
+    "FORMATS",
+    "AlertWriter",
+    "CsvWriter",
+    "JsonlWriter",
+    "OutputClosed",
+    "TableWriter",
+    "csv_row",
+    "to_ecs",
+    "write_table",
+]

@@ -1,18 +1,22 @@
-"""Alert writers: JSON lines, CSV and a table for people."""
+"""Alert writers: JSON lines, CSV and a table for people.
+
+JSON lines and CSV are written one detection at a time as flows end, so a
+consumer sees each alert as soon as the scan has judged its flow. The table is
+printed once, at the end, because its column widths depend on every row.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
-import os
-from collections.abc import Iterable
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from detector.errors import DetectorError
 from detector.model import Detection
 from detector.sinks.ecs import flatten, isoformat, redact, to_ecs
 
@@ -55,90 +59,169 @@ CSV_COLUMNS = (
 )
 
 
-def write_jsonl(
-    detections: Iterable[Detection], stream: IO[str], redact_wallets: bool = False
-) -> None:
-    """Write one ECS JSON document per line."""
-    for detection in detections:
-        document = to_ecs(detection, redact_wallets)
-        stream.write(json.dumps(document, separators=(",", ":"), default=str))
-        stream.write("\n")
+class OutputClosed(DetectorError):
+    """The reader of the output went away (a closed pipe, as with ``| head``).
+
+    ``written`` counts the detections written before it went.
+    """
+
+    def __init__(self, written: int) -> None:
+        self.written = written
+        super().__init__("the output was closed")
 
 
-def csv_rows(
-    detections: Iterable[Detection], redact_wallets: bool = False
-) -> list[dict[str, Any]]:
-    rows = []
-    for detection in detections:
-        flat = flatten(to_ecs(detection, redact_wallets))
-        flat["mining.evidence"] = ";".join(
-            f"{item.kind}:{item.confidence.label}" for item in detection.evidence
-        )
-        rows.append({column: flat.get(column) for column in CSV_COLUMNS})
-    return rows
+class AlertWriter(Protocol):
+    """A sink that takes detections one at a time."""
+
+    def write(self, detection: Detection) -> None: ...
+
+    def close(self) -> None: ...
 
 
-def write_csv(
-    detections: Iterable[Detection], stream: IO[str], redact_wallets: bool = False
-) -> None:
-    """Write a header and one row per detection, with flat ECS column names."""
-    frame = pd.DataFrame(csv_rows(detections, redact_wallets), columns=CSV_COLUMNS)
-    frame.to_csv(stream, index=False, lineterminator="\n")
+class JsonlWriter:
+    """Write one ECS JSON document per line, flushed as each is written."""
+
+    def __init__(self, stream: IO[str], redact_wallets: bool = False) -> None:
+        self.stream = stream
+        self.redact_wallets = redact_wallets
+        self.written = 0
+
+    def write(self, detection: Detection) -> None:
+        document = to_ecs(detection, self.redact_wallets)
+        line = json.dumps(document, separators=(",", ":"), default=str)
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            raise OutputClosed(self.written) from exc
+        self.written += 1
+
+    def close(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            raise OutputClosed(self.written) from exc
+
+
+class CsvWriter:
+    """Write a header, then one row per detection with flat ECS column names."""
+
+    def __init__(self, stream: IO[str], redact_wallets: bool = False) -> None:
+        self.stream = stream
+        self.redact_wallets = redact_wallets
+        self.written = 0
+        self._writer = csv.DictWriter(stream, CSV_COLUMNS, lineterminator="\n")
+        try:
+            self._writer.writeheader()
+        except BrokenPipeError as exc:
+            raise OutputClosed(0) from exc
+
+    def write(self, detection: Detection) -> None:
+        try:
+            self._writer.writerow(csv_row(detection, self.redact_wallets))
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            raise OutputClosed(self.written) from exc
+        self.written += 1
+
+    def close(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            raise OutputClosed(self.written) from exc
+
+
+class TableWriter:
+    """Collect detections and print them as a table when closed."""
+
+    def __init__(self, console: Console, redact_wallets: bool = False) -> None:
+        self.console = console
+        self.redact_wallets = redact_wallets
+        self.detections: list[Detection] = []
+
+    def write(self, detection: Detection) -> None:
+        self.detections.append(detection)
+
+    def close(self) -> None:
+        try:
+            if self.detections:
+                self.detections.sort(key=lambda d: (d.source, d.first_seen))
+                write_table(self.detections, self.console, self.redact_wallets)
+            else:
+                self.console.print("No mining traffic found.")
+        except BrokenPipeError as exc:
+            raise OutputClosed(0) from exc
+
+
+def csv_row(detection: Detection, redact_wallets: bool = False) -> dict[str, Any]:
+    """Flatten a detection into the CSV columns."""
+    flat = flatten(to_ecs(detection, redact_wallets))
+    flat["mining.evidence"] = ";".join(
+        f"{item.kind}:{item.confidence.label}" for item in detection.evidence
+    )
+    return {column: flat.get(column) for column in CSV_COLUMNS}
 
 
 def write_table(
-    detections: Iterable[Detection], console: Console, redact_wallets: bool = False
+    detections: list[Detection], console: Console, redact_wallets: bool = False
 ) -> None:
-    """Print a table of detections for people reading a terminal.
+    """Print detections as tables for people reading a terminal, one per capture.
 
-    The table keeps to the fields an analyst reads first; the JSON and CSV
-    formats carry every field and every piece of evidence.
+    Each cell holds two short lines, so a row fits an 80-column terminal; the
+    JSON and CSV formats carry every field and every piece of evidence.
     """
-    table = Table(
-        title="Mining flows", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
-    detections = list(detections)
-    several_files = len({detection.source for detection in detections}) > 1
-    if several_files:
-        table.add_column("capture", overflow="fold", min_width=12)
-    # Short values never wrap; endpoints wrap only for long IPv6 addresses.
-    table.add_column("first seen (UTC)", no_wrap=True)
-    table.add_column("client", overflow="fold", min_width=17)
-    table.add_column("server", overflow="fold", min_width=17)
-    table.add_column("dialect", no_wrap=True)
-    table.add_column("confidence", no_wrap=True)
-    table.add_column("miner", overflow="fold", min_width=7)
-    table.add_column("wallet", overflow="fold", min_width=11)
-    table.add_column("activity", overflow="fold", min_width=12)
-    for detection in detections:
-        flow = detection.flow
-        mining = detection.mining
-        wallet = mining.wallet or ""
-        if wallet and redact_wallets:
-            wallet = redact(wallet)
-        elif len(wallet) > TABLE_WALLET_CHARS:
-            wallet = wallet[:TABLE_WALLET_CHARS] + "..."
-        if wallet and mining.wallet_coin:
-            wallet = f"{wallet} ({mining.wallet_coin})"
-        activity = f"{mining.jobs} jobs, {mining.shares_submitted} shares"
-        if mining.shares_rejected:
-            activity += f" ({mining.shares_rejected} rejected)"
-        cells: tuple[str, ...] = (
-            isoformat(detection.first_seen)[:19].replace("T", " "),
-            _endpoint(flow.client_ip, flow.client_port),
-            _endpoint(flow.server_ip, flow.server_port),
-            mining.dialect,
-            detection.confidence.label,
-            mining.miner_family or mining.agent or "",
-            wallet,
-            activity,
+    sources = list(dict.fromkeys(detection.source for detection in detections))
+    for source in sources:
+        table = Table(
+            title=f"Mining flows in {source} (times in UTC)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
         )
-        if several_files:
-            cells = (os.path.basename(detection.source), *cells)
-        # Text cells are printed as they are: an IPv6 endpoint in brackets
-        # would otherwise be read as console markup.
-        table.add_row(*(Text(cell) for cell in cells))
-    console.print(table)
+        # Minimum widths keep a date and an IPv4 endpoint whole, so a narrow
+        # terminal folds the other cells first.
+        table.add_column("first seen", overflow="fold", min_width=10)
+        table.add_column("client/server", overflow="fold", min_width=21)
+        table.add_column("dialect", overflow="fold", min_width=10)
+        table.add_column("miner/wallet", overflow="fold", min_width=11)
+        table.add_column("activity", overflow="fold", min_width=10)
+        for detection in detections:
+            if detection.source == source:
+                table.add_row(
+                    *(Text(cell) for cell in _table_cells(detection, redact_wallets))
+                )
+        console.print(table)
+
+
+def _table_cells(detection: Detection, redact_wallets: bool) -> tuple[str, ...]:
+    flow = detection.flow
+    mining = detection.mining
+    wallet = mining.wallet or "-"
+    if mining.wallet and redact_wallets:
+        wallet = redact(mining.wallet)
+    elif len(wallet) > TABLE_WALLET_CHARS:
+        wallet = wallet[:TABLE_WALLET_CHARS] + "..."
+    if mining.wallet and mining.wallet_coin:
+        wallet = f"{wallet} ({mining.wallet_coin})"
+    activity = (
+        f"{_count(mining.jobs, 'job')}\n{_count(mining.shares_submitted, 'share')}"
+    )
+    if mining.shares_rejected:
+        activity += f", {mining.shares_rejected} rejected"
+    first_seen = isoformat(detection.first_seen)
+    return (
+        f"{first_seen[:10]}\n{first_seen[11:19]}",
+        f"{_endpoint(flow.client_ip, flow.client_port)}\n"
+        f"{_endpoint(flow.server_ip, flow.server_port)}",
+        f"{mining.dialect}\n{detection.confidence.label}",
+        f"{mining.miner_family or mining.agent or '-'}\n{wallet}",
+        activity,
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _endpoint(ip: str, port: int) -> str:
