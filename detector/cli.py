@@ -159,7 +159,7 @@ def scan(
     paths: Annotated[
         list[str],
         typer.Argument(
-            metavar="PATH...",
+            metavar="PATH",
             help="Capture files (pcap, pcapng, optionally gzip-compressed),"
             " directories to search for them, or - for standard input.",
         ),
