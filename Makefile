@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test check format lint types pcaps clean
+.PHONY: venv demo test check format lint types pcaps clean bench bench-tools
 
 venv: $(STAMP)
 
@@ -40,6 +40,33 @@ check: lint types test
 # every run, so a diff after this target means the generator changed.
 pcaps: $(STAMP)
 	$(PY) -m detector.trafficgen pcaps
+
+# The benchmark's captures take about 1 GB; any folder with room will do.
+BENCH_DIR ?= /tmp/detector-bench
+BENCH_ROUNDS ?= 3
+
+# Installs the peers the benchmark compares against (tshark, ndpiReader) and GNU
+# time, which reports peak memory. Needs root and Debian's apt; skipped when all
+# three are present. The debconf answer keeps tshark's install from asking
+# whether non-root users may capture.
+bench-tools:
+	@if command -v tshark >/dev/null && command -v ndpiReader >/dev/null \
+	    && [ -x /usr/bin/time ]; then \
+	  echo "tshark, ndpiReader and /usr/bin/time are installed"; \
+	else \
+	  echo 'wireshark-common wireshark-common/install-setuid boolean false' \
+	    | debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y tshark libndpi-bin time; \
+	fi
+
+# Generates the 1-million-packet captures into BENCH_DIR, times the detector
+# against ndpiReader and tshark, profiles the detector with cProfile and
+# rewrites docs/benchmarks.md. Takes about ten minutes on 2 cores.
+bench: $(STAMP) bench-tools
+	$(PY) -m detector.bench generate $(BENCH_DIR)
+	$(PY) -m detector.bench run --workdir $(BENCH_DIR) --rounds $(BENCH_ROUNDS) \
+	  --output docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
