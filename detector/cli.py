@@ -273,7 +273,7 @@ def scan(
         raise typer.Exit(EXIT_ERROR) from exc
     finally:
         if output is not None:
-            stream.close()
+            _close_quietly(stream)
     for result in report.files:
         for warning in result.warnings:
             err.print(f"warning: {warning}")
@@ -290,6 +290,14 @@ def scan(
     if report.errors:
         raise typer.Exit(EXIT_ERROR)
     raise typer.Exit(EXIT_MINING if report.detections else EXIT_CLEAN)
+
+
+def _close_quietly(stream: TextIO) -> None:
+    # A write error was already reported; a full disk fails the close too.
+    try:
+        stream.close()
+    except OSError:
+        pass
 
 
 def _run_scan(

@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 from detector.capture import open_capture
 from detector.decode import SUPPORTED_LINKTYPES, PacketDecoder, UnsupportedLinkType
@@ -258,22 +257,38 @@ class CaptureScanner:
                     self.on_detection(detection)
 
 
-def expand_paths(paths: Iterable[str]) -> Iterator[str]:
+def expand_paths(
+    paths: Iterable[str], errors: list[FileError] | None = None
+) -> Iterator[str]:
     """Yield the capture files named by ``paths``, walking directories.
 
     A directory contributes the files whose names end in a capture suffix, in
-    sorted order; a file or ``-`` (standard input) is yielded as given.
+    sorted order; a file or ``-`` (standard input) is yielded as given. A
+    directory that cannot be read is added to ``errors``, not skipped silently.
     """
     for path in paths:
-        if path != "-" and os.path.isdir(path):
-            found = sorted(
-                str(child)
-                for child in Path(path).rglob("*")
-                if child.is_file() and child.name.lower().endswith(CAPTURE_SUFFIXES)
-            )
-            yield from found
-        else:
+        if path == "-" or not os.path.isdir(path):
             yield path
+            continue
+        found: list[str] = []
+
+        def unreadable(exc: OSError) -> None:
+            if errors is not None:
+                folder = exc.filename or "?"
+                reason = exc.strerror or str(exc)
+                errors.append(
+                    FileError(str(folder), f"cannot read the folder: {reason}")
+                )
+
+        for folder, subfolders, names in os.walk(path, onerror=unreadable):
+            subfolders.sort()
+            found.extend(
+                os.path.join(folder, name)
+                for name in names
+                if name.lower().endswith(CAPTURE_SUFFIXES)
+                and os.path.isfile(os.path.join(folder, name))
+            )
+        yield from sorted(found)
 
 
 def scan_file(
@@ -304,11 +319,23 @@ def scan_paths(
     been judged; ``report.interrupted`` says so.
     """
     report = ScanReport()
-    for source in expand_paths(paths):
+    folder_errors: list[FileError] = []
+    for source in expand_paths(paths, folder_errors):
+        _report_folder_errors(report, folder_errors)
         result = scan_file(source, signatures, progress, max_flows, on_detection)
         report.files.append(result)
         report.stats.add(result.stats)
         if result.interrupted:
             report.interrupted = True
             break
+    _report_folder_errors(report, folder_errors)
     return report
+
+
+def _report_folder_errors(report: ScanReport, errors: list[FileError]) -> None:
+    for error in errors:
+        result = FileResult(source=error.source, error=error)
+        result.stats.files_failed = 1
+        report.files.append(result)
+        report.stats.add(result.stats)
+    errors.clear()

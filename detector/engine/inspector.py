@@ -83,6 +83,16 @@ DIALECT_PREFERENCE = (
     "stratum-v1",
 )
 
+# Coins whose addresses are long and shaped enough that one in a login marks
+# it as a miner's.
+DISTINCTIVE_WALLET_COINS = frozenset({"monero"})
+
+# A flow whose streams carry this many decoded messages without any evidence
+# of mining is given up: Stratum shows its login, subscribe or first job within
+# the first few messages, and a busy JSON-RPC service would otherwise be parsed
+# up to the reassembly depth.
+MAX_MESSAGES_WITHOUT_EVIDENCE = 200
+
 MINING_HTTP_REQUEST_HEADERS = ("x-mining-extensions", "x-mining-hashrate")
 MINING_HTTP_RESPONSE_HEADERS = ("x-long-polling", "x-stratum", "x-roll-ntime")
 
@@ -188,6 +198,16 @@ class FlowInspector:
             elif state.mode == "http" and state.http_decoder is not None:
                 self._on_http_events(direction, state.http_decoder.finish(), timestamp)
 
+    def _fruitless(self) -> bool:
+        return self.messages >= MAX_MESSAGES_WITHOUT_EVIDENCE and not self._evidence
+
+    def _give_up(self) -> None:
+        for state in self._directions.values():
+            state.mode = "other"
+            state.json_decoder = None
+            state.http_decoder = None
+            state.pending = bytearray()
+
     def _on_gap(self, state: _DirectionState) -> None:
         if state.json_decoder is not None:
             state.json_decoder.gap()
@@ -254,6 +274,9 @@ class FlowInspector:
             if isinstance(event, JsonMessage):
                 self.messages += 1
                 self._on_json(event.value, direction, timestamp)
+                if self._fruitless():
+                    self._give_up()
+                    return
             elif isinstance(event, MalformedLine):
                 self.malformed_messages += 1
                 self._directions[direction].malformed += 1
@@ -270,6 +293,9 @@ class FlowInspector:
                 self._on_http_response(event, timestamp)
             else:
                 self.malformed_messages += 1
+            if self._fruitless():
+                self._give_up()
+                return
 
     def _on_json(self, value: Any, direction: Direction, timestamp: float) -> None:
         if not isinstance(value, Mapping):
@@ -328,9 +354,16 @@ class FlowInspector:
         result = message.get("result")
         error = message.get("error")
         if pending is None:
-            # ethproxy pools push work as a bare response with id 0.
+            # ethproxy pools push work as a bare response with id 0. Another id
+            # with no request seen may answer an Ethereum node call (a list of
+            # hashes from eth_getFilterChanges looks the same), so it counts
+            # less.
             if is_ethproxy_job(result):
-                self._observe_job_push(direction, timestamp)
+                self._observe_job_push(
+                    direction,
+                    timestamp,
+                    Confidence.HIGH if request_id == 0 else Confidence.MEDIUM,
+                )
             return
         method, share = pending
         failed = error not in (None, False) or result is False
@@ -386,11 +419,16 @@ class FlowInspector:
         elif method == "client.get_version" and isinstance(result, str):
             self._observe_agent(result, timestamp)
 
-    def _observe_job_push(self, direction: Direction, timestamp: float) -> None:
+    def _observe_job_push(
+        self,
+        direction: Direction,
+        timestamp: float,
+        confidence: Confidence = Confidence.HIGH,
+    ) -> None:
         self._observe(
             Observation(
                 kind="stratum.job",
-                confidence=Confidence.HIGH,
+                confidence=confidence,
                 description="work package (header, seed, target)",
                 dialects=frozenset({"ethproxy"}),
                 job=True,
@@ -496,7 +534,11 @@ class FlowInspector:
                 self._fields.setdefault("wallet_coin", match.coin)
                 if match.worker:
                     self._fields.setdefault("worker", match.worker)
-                confidence = Confidence.HIGH
+                # A 95-character Monero address is distinctive; Ethereum and
+                # Bitcoin addresses double as user names and API keys in
+                # ordinary logins, so they do not raise the confidence.
+                if match.coin in DISTINCTIVE_WALLET_COINS:
+                    confidence = Confidence.HIGH
         for name in ("algorithm", "pool_host"):
             if isinstance(fields.get(name), str) and fields[name]:
                 self._fields.setdefault(name, fields[name])

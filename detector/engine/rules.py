@@ -24,6 +24,15 @@ PREFIXED_HEX_RE = re.compile(r"0x[0-9a-fA-F]+")
 MIN_MONERO_BLOB_HEX = 86
 MAX_MONERO_BLOB_HEX = 814
 
+# Algorithm names xmrig sends in its login's "algo" list (xmrig
+# src/base/crypto/Algorithm.cpp): RandomX, CryptoNight and its variants,
+# Argon2, AstroBWT, KawPow and GhostRider, written family/variant.
+XMRIG_ALGORITHM_RE = re.compile(
+    r"(rx|cn|cn-lite|cn-heavy|cn-pico|cn-femto|argon2|astrobwt)/\w+"
+    r"|kawpow|ghostrider|randomx|cryptonight",
+    re.IGNORECASE,
+)
+
 # Stratum v1 ``mining.notify`` carries its ``clean_jobs`` boolean last; its
 # position tells the dialects apart: EthereumStratum/1.0.0 has 4 parameters,
 # KawPow 6 or 7, the Zcash variant 8 and Bitcoin 9.
@@ -142,7 +151,8 @@ def monero_login(request: Request) -> Observation | None:
     mining_keys = 0
     if isinstance(algos, list) and algos and _strings(algos):
         fields["algorithm"] = algos[0]
-        mining_keys += 1
+        if any(XMRIG_ALGORITHM_RE.match(algo) for algo in algos):
+            mining_keys += 1
     rigid = params.get("rigid")
     if "rigid" in params:
         mining_keys += 1

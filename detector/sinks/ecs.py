@@ -12,7 +12,7 @@ import base64
 import hashlib
 import ipaddress
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from detector.model import Confidence, Detection, FlowKey
@@ -28,9 +28,23 @@ IANA_PROTOCOLS = {"tcp": 6, "udp": 17}
 REDACT_KEEP = 4
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def isoformat(timestamp: float) -> str:
-    """Format seconds since the epoch as an RFC 3339 UTC time."""
-    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    """Format seconds since the epoch as an RFC 3339 UTC time.
+
+    A damaged or hostile capture can carry any timestamp; one outside the
+    years 1 to 9999 is written as the nearest end of that range.
+    """
+    try:
+        moment = EPOCH + timedelta(seconds=timestamp)
+    except (OverflowError, ValueError):
+        moment = (
+            datetime.max.replace(tzinfo=UTC)
+            if timestamp > 0
+            else (datetime.min.replace(tzinfo=UTC))
+        )
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -68,6 +82,20 @@ def to_ecs(detection: Detection, redact_wallets: bool = False) -> dict[str, Any]
         if login:
             login = login.replace(wallet, masked)
         wallet = masked
+    evidence = [
+        {
+            "kind": item.kind,
+            "confidence": item.confidence.label,
+            "description": item.description,
+            "timestamp": isoformat(item.timestamp),
+            "direction": item.direction.value if item.direction else None,
+            **({"detail": item.detail} if item.detail else {}),
+        }
+        for item in detection.evidence
+    ]
+    if redact_wallets and mining.wallet:
+        # A pool's error message may quote the login, wallet included.
+        evidence = _replace_text(evidence, mining.wallet, redact(mining.wallet))
     risk = RISK_SCORES[detection.confidence]
     is_http = mining.dialect in ("getwork", "getblocktemplate")
     document: dict[str, Any] = {
@@ -132,22 +160,22 @@ def to_ecs(detection: Detection, redact_wallets: bool = False) -> dict[str, Any]
                 "rejected": mining.shares_rejected,
             },
             "stream_gaps": detection.stream_gaps,
-            "evidence": [
-                {
-                    "kind": item.kind,
-                    "confidence": item.confidence.label,
-                    "description": item.description,
-                    "timestamp": isoformat(item.timestamp),
-                    "direction": item.direction.value if item.direction else None,
-                    **({"detail": item.detail} if item.detail else {}),
-                }
-                for item in detection.evidence
-            ],
+            "evidence": evidence,
         },
     }
     if mining.agent:
         document["user_agent"] = {"original": mining.agent}
     return document
+
+
+def _replace_text(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, dict):
+        return {key: _replace_text(item, old, new) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_text(item, old, new) for item in value]
+    return value
 
 
 def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -159,7 +159,15 @@ def csv_row(detection: Detection, redact_wallets: bool = False) -> dict[str, Any
     flat["mining.evidence"] = ";".join(
         f"{item.kind}:{item.confidence.label}" for item in detection.evidence
     )
-    return {column: flat.get(column) for column in CSV_COLUMNS}
+    return {column: _encodable(flat.get(column)) for column in CSV_COLUMNS}
+
+
+def _encodable(value: Any) -> Any:
+    # JSON allows lone surrogates (\ud800), which no UTF-8 writer accepts;
+    # they are written as their escape instead.
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def write_table(

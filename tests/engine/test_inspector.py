@@ -281,3 +281,65 @@ def test_http_getwork(signatures):
     assert detection.mining.dialect == "getwork"
     assert detection.mining.miner_family == "cpuminer"
     assert detection.mining.pool_host == "pool.example"
+
+
+def test_login_with_ethereum_username_not_mining(signatures):
+    conversation = [
+        (
+            UP,
+            line(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "login",
+                    "params": {"login": "0x" + "ab" * 20, "pass": "signature"},
+                }
+            ),
+        ),
+        (DOWN, line({"jsonrpc": "2.0", "id": 1, "result": {"token": "t"}})),
+    ]
+    assert run(conversation, signatures) is None
+
+
+def test_login_with_non_miner_algorithms_not_mining(signatures):
+    conversation = [
+        (
+            UP,
+            line(
+                {
+                    "id": 1,
+                    "method": "login",
+                    "params": {
+                        "login": "alice",
+                        "pass": "x",
+                        "algo": ["sha256", "bcrypt"],
+                    },
+                }
+            ),
+        ),
+    ]
+    assert run(conversation, signatures) is None
+
+
+def test_unrequested_hash_list_not_mining(signatures):
+    # eth_getFilterChanges answers with block hashes shaped like a work
+    # package; without its request in the capture it is not a work push.
+    hashes = ["0x" + "12" * 32, "0x" + "34" * 32, "0x" + "56" * 32]
+    conversation = [(DOWN, line({"jsonrpc": "2.0", "id": 7, "result": hashes}))]
+    assert run(conversation, signatures) is None
+
+
+def test_work_push_with_id_zero_is_mining(signatures):
+    package = ["0x" + "12" * 32, "0x" + "34" * 32, "0x00000000" + "ff" * 28]
+    conversation = [(DOWN, line({"jsonrpc": "2.0", "id": 0, "result": package}))]
+    detection = run(conversation, signatures)
+    assert detection is not None
+    assert detection.mining.dialect == "ethproxy"
+
+
+def test_busy_json_service_given_up(signatures):
+    inspector = FlowInspector(signatures, KEY)
+    request = line({"jsonrpc": "2.0", "id": 1, "method": "status", "params": []})
+    inspector.feed(UP, [StreamData(request * 300, 0)], 1.0)
+    assert not inspector.wants_data
+    assert inspector.messages < 300
