@@ -345,7 +345,7 @@ class Benchmark:
 
     def _flood(self) -> FloodResult:
         flood_path = str(self.workdir / FLOOD_NAME)
-        flows = _pcap_packet_count(self.workdir / FLOOD_NAME)
+        flows = pcap_packet_count(self.workdir / FLOOD_NAME)
         # Without --quiet the detector's summary on stderr reports evictions.
         detector = [
             self.detector,
@@ -493,13 +493,13 @@ def read_profile(path: Path) -> list[ProfileEntry]:
                 calls=calls,
                 self_seconds=self_seconds,
                 cumulative_seconds=cumulative,
-                package=_package(filename),
+                package=package_of(filename),
             )
         )
     return entries
 
 
-def _package(filename: str) -> str:
+def package_of(filename: str) -> str:
     # The part of the program a function belongs to: a detector package, a
     # third-party package, the standard library, or a built-in.
     if filename == "~":
@@ -529,16 +529,19 @@ def _function_label(filename: str, line: int, function: str) -> str:
     return f"{module}:{line} {function}"
 
 
-def _pcap_packet_count(path: Path) -> int:
+def pcap_packet_count(path: Path) -> int:
     # Each classic pcap record is a 16-byte header and the frame, whose
     # captured length is at byte 8 of the header.
     count = 0
+    size = path.stat().st_size
     with path.open("rb") as stream:
         stream.seek(24)
         while header := stream.read(16):
             if len(header) < 16:
                 raise BenchError(f"{path} ends inside a record header")
-            stream.seek(int.from_bytes(header[8:12], "little"), os.SEEK_CUR)
+            end = stream.seek(int.from_bytes(header[8:12], "little"), os.SEEK_CUR)
+            if end > size:
+                raise BenchError(f"{path} ends inside record {count + 1}")
             count += 1
     return count
 
