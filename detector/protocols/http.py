@@ -29,10 +29,12 @@ MAX_HEADER_BYTES = 16 * 1024
 
 # getwork and getblocktemplate requests are a few hundred bytes, and getwork
 # responses and Monero daemon templates a few KiB. Longer bodies keep their
-# first MAX_BODY_BYTES and report their full length in ``body_length``.
+# first MAX_BODY_BYTES and report their full length in ``body_length``. The
+# limit is per flow direction, so it also bounds what thousands of unfinished
+# requests can hold at once.
 # NOTE: a Bitcoin getblocktemplate response carries every transaction of the
 # next block in hex and can exceed this, so its kept body is not whole JSON.
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024
 
 # Enough to show what a non-HTTP stream started with.
 MAX_EXCERPT_BYTES = 64
