@@ -195,7 +195,7 @@ def http_session(rng: random.Random, payloads: PayloadPool, host: str) -> list[W
 def dns_exchange(
     rng: random.Random, name: str, addresses: list[str]
 ) -> tuple[bytes, bytes]:
-    """Return a query for ``name`` and its answer with ``addresses``."""
+    """Return a query for ``name`` and a response with ``addresses``."""
     transaction_id = rng.getrandbits(16)
     query = dns.query(transaction_id, name)
     answer = dns.response(transaction_id, name, addresses, ttl=rng.choice((30, 300)))

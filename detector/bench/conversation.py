@@ -35,7 +35,7 @@ SERVER_TTL = 52
 # ACK), after this many nanoseconds.
 ACK_EVERY_SEGMENTS = 2
 LOCAL_ACK_DELAY_NS = 40_000
-# Time a server takes to answer a request, on top of the round trip.
+# Time a server takes to process a request, on top of the round trip.
 SERVER_THINK_NS = 150_000
 
 

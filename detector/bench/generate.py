@@ -121,8 +121,8 @@ RTT_MS = {
     "ssh": (0.2, 2.0),
     "mining": (20.0, 120.0),
 }
-# Time between back-to-back segments of one write: 12 µs is a full frame at
-# 1 Gbit/s; the SSH copy gets 12 to 120 µs, 100 Mbit/s to 1 Gbit/s.
+# Time between back-to-back segments of one write. 12 µs is a full frame at
+# 1 Gbit/s. The SSH copy gets 12 to 120 µs, a link of 100 Mbit/s to 1 Gbit/s.
 SEGMENT_GAP_NS = 12_000
 SSH_SEGMENT_GAP_NS = (12_000, 120_000)
 
@@ -153,7 +153,7 @@ class MiningFlow:
 
 @dataclass(slots=True)
 class CaptureSummary:
-    """What was written to one capture."""
+    """Counts and mining flows of one written capture."""
 
     name: str
     packets: int = 0

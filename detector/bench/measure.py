@@ -170,7 +170,7 @@ def count_detector_matches(
 
 def count_ndpi_mining(csv_text: str, expected: set[tuple[str, str]]) -> tuple[int, int]:
     """Return the flows ndpiReader's CSV labels Mining, and how many of them
-    are expected mining flows (``expected`` holds client, server pairs).
+    are expected mining flows (``expected`` contains client, server pairs).
 
     nDPI writes a flow's protocol as ``app`` or ``master.app`` ids, so a
     flow is Mining when either id is 42.
@@ -249,6 +249,7 @@ class Benchmark:
         """
         self.check()
         self.results.mkdir(exist_ok=True)
+        machine = describe_machine(self.detector)
         expected = json.loads(
             (self.workdir / EXPECTED_NAME).read_text(encoding="utf-8")
         )
@@ -262,7 +263,7 @@ class Benchmark:
         flood = self._flood()
         return BenchReport(
             date=datetime.now(UTC).strftime("%Y-%m-%d"),
-            machine=describe_machine(self.detector),
+            machine=machine,
             rounds=self.rounds,
             mixed=mixed,
             mixed_tools=mixed_tools,
@@ -447,35 +448,45 @@ class Benchmark:
                 f"profiling failed with exit code {completed.returncode}:"
                 f" {completed.stderr.decode(errors='replace')[-500:]}"
             )
-        entries = read_profile(output)
-        # The command line and the libraries under it wrap the whole scan, so
-        # the cumulative table lists only the pipeline's own functions.
-        own = [
-            entry
-            for entry in entries
-            if entry.package.startswith("detector.")
-            and entry.package not in WRAPPER_MODULES
-        ]
-        total_self = sum(entry.self_seconds for entry in entries) or 1.0
-        packages: dict[str, float] = {}
-        for entry in entries:
-            packages[entry.package] = (
-                packages.get(entry.package, 0.0) + entry.self_seconds
-            )
-        shares = sorted(
-            ((name, seconds / total_self) for name, seconds in packages.items()),
-            key=lambda item: -item[1],
-        )
         display = f"python -m cProfile -m detector scan --format jsonl --quiet {path}"
-        return Profile(
-            command=display.replace(str(self.workdir), "$BENCH_DIR"),
-            wall_seconds=wall,
-            by_cumulative=tuple(
-                sorted(own, key=lambda e: -e.cumulative_seconds)[:PROFILE_TOP]
-            ),
-            by_self=tuple(sorted(entries, key=lambda e: -e.self_seconds)[:PROFILE_TOP]),
-            self_share_by_package=tuple(shares),
+        return summarize_profile(
+            read_profile(output),
+            display.replace(str(self.workdir), "$BENCH_DIR"),
+            wall,
         )
+
+
+def summarize_profile(
+    entries: Sequence[ProfileEntry], command: str, wall_seconds: float
+) -> Profile:
+    """Pick the top functions by cumulative and by self time, and add up each
+    package's share of the self time."""
+    # The command line and the libraries under it wrap the whole scan, so
+    # the cumulative table lists only the pipeline's own functions.
+    own = [
+        entry
+        for entry in entries
+        if entry.package.startswith("detector.")
+        and entry.package not in WRAPPER_MODULES
+    ]
+    by_cumulative = sorted(own, key=lambda entry: -entry.cumulative_seconds)
+    by_self = sorted(entries, key=lambda entry: -entry.self_seconds)
+
+    total_self = sum(entry.self_seconds for entry in entries) or 1.0
+    packages: dict[str, float] = {}
+    for entry in entries:
+        packages[entry.package] = packages.get(entry.package, 0.0) + entry.self_seconds
+    shares = sorted(
+        ((name, seconds / total_self) for name, seconds in packages.items()),
+        key=lambda item: -item[1],
+    )
+    return Profile(
+        command=command,
+        wall_seconds=wall_seconds,
+        by_cumulative=tuple(by_cumulative[:PROFILE_TOP]),
+        by_self=tuple(by_self[:PROFILE_TOP]),
+        self_share_by_package=tuple(shares),
+    )
 
 
 def read_profile(path: Path) -> list[ProfileEntry]:
@@ -525,7 +536,8 @@ def _function_label(filename: str, line: int, function: str) -> str:
     if marker in filename:
         module = "detector/" + filename.rsplit(marker, 1)[1]
     else:
-        module = Path(filename).name
+        # The folder too, since many modules are called __init__.py.
+        module = "/".join(Path(filename).parts[-2:])
     return f"{module}:{line} {function}"
 
 
@@ -554,6 +566,7 @@ def describe_machine(detector: str) -> Machine:
         memory_gib=_memory_gib(),
         os=_os_name(),
         python=platform.python_version(),
+        load_average=os.getloadavg()[0],
         tool_versions={
             "detector": _first_line([detector, "--version"]),
             "ndpiReader": _ndpi_version(),

@@ -140,7 +140,7 @@ def _stratum_v1(rng: random.Random, base_unix_time: int) -> list[Write]:
             clean_jobs=index == 0,
         )
         if index == 0:
-            # The pool answers authorize and sends the difficulty and the
+            # The pool replies to authorize and sends the difficulty and the
             # first job in one write.
             first = (
                 stratum_v1.boolean_result(2, True)

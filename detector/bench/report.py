@@ -11,6 +11,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from detector.bench.background import BULK_BYTES
+from detector.bench.generate import CLIENT_HOSTS, IPV6_SHARE, VLAN_SHARE
+
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -23,6 +26,23 @@ TARGET_BYTES_PER_FLOW = 400
 # Packages with a smaller share of the profile's self time are left out of
 # the summary line.
 MIN_PACKAGE_SHARE = 0.01
+
+
+MIXED_DESCRIPTION = (
+    f"Clients are {CLIENT_HOSTS} containers on 172.17.0.0/16 (and, for"
+    f" {IPV6_SHARE:.0%} of DNS and TLS, 2001:db8:ac11::/64); {VLAN_SHARE:.0%} of"
+    " background conversations and every tenth mining flow carry an 802.1Q"
+    " tag. Background traffic: DNS lookups to 192.0.2.53, TLS 1.3 sessions"
+    " (ClientHello with SNI, then records of random bytes) to 10.20.0.0/16,"
+    " plain HTTP GETs to 192.0.2.0/24, and scp-style SSH copies of"
+    f" {BULK_BYTES[0] // KIB} KiB to {BULK_BYTES[1] // MIB} MiB to 10.30.0.0/24."
+    " Mining flows, spread through the file, each a whole TCP conversation with"
+    " handshake and close: xmrig login/job/submit (monero), cgminer"
+    " subscribe/authorize/notify/submit (stratum-v1) and Claymore"
+    " eth_submitLogin/eth_getWork/work packages (ethproxy), to pools in"
+    " 203.0.113.0/24, 198.51.100.0/24 and 192.0.2.0/24. Every checksum is"
+    " valid, and no 5-tuple is used by two flows."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +77,7 @@ class ToolResult:
 
 @dataclass(frozen=True, slots=True)
 class Detections:
-    """What the detector and ndpiReader found in the mixed capture."""
+    """Mining flows found by the detector and ndpiReader in the mixed capture."""
 
     expected: int
     detector_lines: int
@@ -135,6 +155,9 @@ class Machine:
     os: str
     python: str
     tool_versions: dict[str, str]
+    # The 1-minute load average when the run started: other work on the
+    # machine slows every tool alike, but shows here.
+    load_average: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +293,6 @@ def _tool_rows(tools: Sequence[ToolResult], detector: ToolResult) -> list[list[s
 
 def render(report: BenchReport) -> str:
     """Return the results page as Markdown."""
-    detector = report.tool("detector")
     lines = [
         "# Benchmarks",
         "",
@@ -281,10 +303,18 @@ def render(report: BenchReport) -> str:
         "",
         f"Date: {report.date}. Rounds: {report.rounds}.",
         "",
-        "## Machine",
-        "",
     ]
-    machine = report.machine
+    lines += _machine_section(report.machine)
+    lines += _targets_section(report)
+    lines += _commands_section(report)
+    lines += _mixed_section(report, report.tool("detector"))
+    lines += _flood_section(report.flood)
+    lines += _profile_section(report.profile)
+    return "\n".join(lines) + "\n"
+
+
+def _machine_section(machine: Machine) -> list[str]:
+    lines = ["## Machine", ""]
     lines += _table(
         ["what", "value"],
         [
@@ -293,11 +323,15 @@ def render(report: BenchReport) -> str:
             ["memory", f"{machine.memory_gib:.1f} GiB"],
             ["OS", machine.os],
             ["Python", machine.python],
+            ["load average at start", f"{machine.load_average:.2f}"],
             *([name, version] for name, version in machine.tool_versions.items()),
         ],
     )
-    lines += [
-        "",
+    return lines + [""]
+
+
+def _targets_section(report: BenchReport) -> list[str]:
+    lines = [
         "## Targets",
         "",
         "Throughput is packets per second of wall-clock time, process start to"
@@ -305,20 +339,20 @@ def render(report: BenchReport) -> str:
         " `/usr/bin/time -v` reports, the largest of any round.",
         "",
     ]
-    lines += _table(
-        ["target", "goal", "measured", "result"],
-        [[t.name, t.goal, t.measured, t.margin] for t in evaluate_targets(report)],
-    )
-    lines += ["", "## Commands", "", "```sh", report.generate_command]
-    lines.append(report.run_command)
-    lines += [tool.command for tool in report.mixed_tools]
+    rows = [
+        [target.name, target.goal, target.measured, target.margin]
+        for target in evaluate_targets(report)
+    ]
+    lines += _table(["target", "goal", "measured", "result"], rows)
+    return lines + [""]
+
+
+def _commands_section(report: BenchReport) -> list[str]:
     flood = report.flood
-    lines += [flood.detector.command, flood.ndpi.command, flood.baseline.command]
-    lines += ["```", ""]
-    lines += _mixed_section(report, detector)
-    lines += _flood_section(flood)
-    lines += _profile_section(report.profile)
-    return "\n".join(lines) + "\n"
+    commands = [report.generate_command, report.run_command]
+    commands += [tool.command for tool in report.mixed_tools]
+    commands += [flood.detector.command, flood.ndpi.command, flood.baseline.command]
+    return ["## Commands", "", "```sh", *commands, "```", ""]
 
 
 def _mixed_section(report: BenchReport, detector: ToolResult) -> list[str]:
@@ -335,6 +369,8 @@ def _mixed_section(report: BenchReport, detector: ToolResult) -> list[str]:
         f"{mixed.packets:,} packets, {mixed.frame_bytes / MIB:,.0f} MiB of frames,"
         f" {mixed.mean_frame_bytes:.0f} bytes per frame on average. Packets by"
         f" kind of conversation: {kinds}.",
+        "",
+        MIXED_DESCRIPTION,
         "",
     ]
     lines += _table(
