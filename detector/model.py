@@ -155,6 +155,45 @@ class FlowCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class Container:
+    """The identity of a container, or of a pod when several share a network.
+
+    ``runtime`` names where the record came from (``docker``, ``kubernetes``,
+    ``cni``, ``static``). Kubernetes fields are None outside Kubernetes.
+    ``members`` lists the names of the containers of a pod that share one
+    network namespace, so a flow from the pod's address names them all.
+    """
+
+    id: str
+    name: str
+    image: str | None = None
+    runtime: str = "docker"
+    labels: dict[str, str] = field(default_factory=dict)
+    pod: str | None = None
+    namespace: str | None = None
+    node: str | None = None
+    pod_uid: str | None = None
+    host: str | None = None
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Which container a flow's client was, or why that is unknown.
+
+    ``container`` is None when no inventory record matched; ``reason`` then
+    says why (no inventory loaded, address not in inventory, inventory older
+    than the flow, ...). ``address`` is the client address that was looked
+    up, after any NAT mapping; ``nat`` says whether a mapping was applied.
+    """
+
+    container: Container | None
+    address: str
+    reason: str | None = None
+    nat: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Detection:
     """The verdict that one flow carries mining traffic, with all its evidence."""
 
@@ -167,3 +206,4 @@ class Detection:
     mining: MiningFields
     counters: FlowCounters
     stream_gaps: int = 0
+    attribution: Attribution | None = None
