@@ -1,0 +1,120 @@
+"""Group the detections of one client towards one pool into sessions.
+
+Miners reconnect: after a pool restart, a network blip, a failed TLS attempt
+followed by a plaintext retry, or a dev-fee switch and back. Each reconnect is
+a new flow and a new detection; a session ties them together so an analyst
+sees one mining session with its first and last time and its totals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from detector.model import Confidence, Detection
+
+# Detections of the same client and pool closer than this belong to one
+# session. xmrig retries a failed pool every 5 s by default and gives up on a
+# pool after a few minutes, so a longer silence means the miner was stopped.
+SESSION_GAP_SECONDS = 900.0
+
+# A live sink repeats an alert for a session at most this often; the scan of
+# a capture writes one alert per flow and is not rate-limited.
+ALERT_INTERVAL_SECONDS = 300.0
+
+# Sessions kept open at once; the least recently active is closed first.
+MAX_SESSIONS = 65536
+
+
+@dataclass(slots=True)
+class Session:
+    """The detections of one client towards one pool, across reconnects."""
+
+    id: str
+    client_ip: str
+    pool: str
+    first_seen: float
+    last_seen: float
+    flows: int = 0
+    jobs: int = 0
+    shares_submitted: int = 0
+    shares_accepted: int = 0
+    shares_rejected: int = 0
+    confidence: Confidence = Confidence.LOW
+    dialects: set[str] = field(default_factory=set)
+    servers: set[str] = field(default_factory=set)
+    last_alert: float | None = None
+
+
+class SessionTracker:
+    """Assign each detection to a session, opening one where none fits."""
+
+    def __init__(
+        self, gap: float = SESSION_GAP_SECONDS, max_sessions: int = MAX_SESSIONS
+    ) -> None:
+        self.gap = gap
+        self.max_sessions = max_sessions
+        self._open: dict[tuple[str, str], Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, detection: Detection, pool: str | None = None) -> Session:
+        """Add a detection and return its session.
+
+        ``pool`` names the pool (a domain from the protocol, SNI or DNS); the
+        server address stands for it when no name is known, so a TLS attempt
+        and a plaintext retry to the same address share a session.
+        """
+        flow = detection.flow
+        pool_key = (pool or flow.server_ip).lower()
+        key = (flow.client_ip, pool_key)
+        session = self._open.get(key)
+        if session is not None:
+            # Flows end, and so reach the tracker, in any order: measure the
+            # silence between the two time ranges whichever comes first.
+            silence = max(
+                detection.first_seen - session.last_seen,
+                session.first_seen - detection.last_seen,
+            )
+            if silence > self.gap:
+                session = None
+        if session is None:
+            if len(self._open) >= self.max_sessions:
+                oldest = min(self._open, key=lambda k: self._open[k].last_seen)
+                del self._open[oldest]
+            session = Session(
+                id=_session_id(flow.client_ip, pool_key, detection.first_seen),
+                client_ip=flow.client_ip,
+                pool=pool or flow.server_ip,
+                first_seen=detection.first_seen,
+                last_seen=detection.last_seen,
+            )
+            self._open[key] = session
+        mining = detection.mining
+        session.first_seen = min(session.first_seen, detection.first_seen)
+        session.last_seen = max(session.last_seen, detection.last_seen)
+        session.flows += 1
+        session.jobs += mining.jobs
+        session.shares_submitted += mining.shares_submitted
+        session.shares_accepted += mining.shares_accepted
+        session.shares_rejected += mining.shares_rejected
+        session.confidence = max(session.confidence, detection.confidence)
+        if mining.dialect != "unknown":
+            session.dialects.add(mining.dialect)
+        session.servers.add(f"{flow.server_ip}:{flow.server_port}")
+        return session
+
+    def should_alert(self, session: Session, timestamp: float) -> bool:
+        """Whether a live sink should (re)send the session's alert now."""
+        if session.last_alert is not None and (
+            timestamp - session.last_alert < ALERT_INTERVAL_SECONDS
+        ):
+            return False
+        session.last_alert = timestamp
+        return True
+
+
+def _session_id(client_ip: str, pool: str, first_seen: float) -> str:
+    digest = hashlib.sha256(f"{client_ip}|{pool}|{first_seen:.6f}".encode())
+    return digest.hexdigest()[:16]
