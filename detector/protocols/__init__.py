@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from detector.protocols.dns import (
+    DnsMessage,
+    DnsQuestion,
+    DnsRecord,
+    DnsTcpDecoder,
+    MalformedDns,
+    parse_dns,
+    resolve_chain,
+)
 from detector.protocols.http import (
     HttpDecoder,
     HttpEvent,
@@ -21,6 +30,34 @@ from detector.protocols.jsonlines import (
     JsonMessage,
     MalformedLine,
     decode_line,
+)
+from detector.protocols.socks import (
+    MalformedSocks,
+    SocksConnect,
+    SocksDecoder,
+    SocksReply,
+    SocksReplyDecoder,
+)
+from detector.protocols.sv2 import (
+    SetupConnection,
+    looks_like_noise_act1,
+    parse_setup_connection,
+)
+from detector.protocols.tls import (
+    ClientHello,
+    MalformedTls,
+    ServerCertificate,
+    ServerHello,
+    TlsClientHelloDecoder,
+    TlsServerDecoder,
+)
+from detector.protocols.websocket import (
+    MalformedWebSocket,
+    WebMinerMessage,
+    WebSocketBinary,
+    WebSocketDecoder,
+    WebSocketText,
+    parse_webminer,
 )
 
 __all__ = [
@@ -40,6 +77,33 @@ __all__ = [
     "MIN_IDENTIFY_BYTES",
     "decode_line",
     "identify",
+    "ClientHello",
+    "DnsMessage",
+    "DnsQuestion",
+    "DnsRecord",
+    "DnsTcpDecoder",
+    "MalformedDns",
+    "MalformedSocks",
+    "MalformedTls",
+    "MalformedWebSocket",
+    "ServerCertificate",
+    "ServerHello",
+    "SetupConnection",
+    "SocksConnect",
+    "SocksDecoder",
+    "SocksReply",
+    "SocksReplyDecoder",
+    "TlsClientHelloDecoder",
+    "TlsServerDecoder",
+    "WebMinerMessage",
+    "WebSocketBinary",
+    "WebSocketDecoder",
+    "WebSocketText",
+    "looks_like_noise_act1",
+    "parse_dns",
+    "parse_setup_connection",
+    "parse_webminer",
+    "resolve_chain",
 ]
 
 KIND_JSON = "json"
