@@ -867,6 +867,10 @@ class TlsClientHelloDecoder(_HandshakeDecoder):
     record. A stream may also open with an SSL 2.0-format hello (RFC 6101
     appendix E.2), after which the decoder stops. After a gap the decoder
     stops, because TLS records carry no marker to resynchronise on.
+
+    NOTE: in TLS 1.3 middlebox compatibility mode a client may send
+    ChangeCipherSpec before its second hello (RFC 8446 appendix D.4), and that
+    second hello is not returned. Its server name must match the first one.
     """
 
     def __init__(self) -> None:
