@@ -123,8 +123,10 @@ def _format_label(label: bytes) -> str:
     )
 
 
-def _read_name(data: bytes, offset: int) -> tuple[str, int]:
+def _read_name(data: bytes, offset: int, where: str) -> tuple[str, int]:
     """Read the name at ``offset``; return it and the offset just after it.
+
+    ``where`` names the name's place for error messages, such as "question 0".
 
     Raises:
         DecodeError: the name runs past the message, uses a reserved label
@@ -142,21 +144,25 @@ def _read_name(data: bytes, offset: int) -> tuple[str, int]:
     segment_start = offset
     while True:
         if position >= len(data):
-            raise DecodeError(f"DNS name at byte {offset} runs past the message")
+            raise DecodeError(
+                f"DNS name of {where} at byte {offset} runs past the message"
+            )
         length = data[position]
         if length & _POINTER_BITS == _POINTER_BITS:
             if position + 2 > len(data):
-                raise DecodeError(f"DNS name at byte {offset} runs past the message")
+                raise DecodeError(
+                    f"DNS name of {where} at byte {offset} runs past the message"
+                )
             target = (length & ~_POINTER_BITS) << 8 | data[position + 1]
             if target >= segment_start:
                 raise DecodeError(
-                    f"DNS compression pointer at byte {position} points to byte"
-                    f" {target}, not before the labels at byte {segment_start}"
+                    f"DNS compression pointer in {where} at byte {position} points"
+                    f" to byte {target}, not before the labels at byte {segment_start}"
                 )
             jumps += 1
             if jumps > MAX_POINTER_JUMPS:
                 raise DecodeError(
-                    f"DNS name at byte {offset} follows more than"
+                    f"DNS name of {where} at byte {offset} follows more than"
                     f" {MAX_POINTER_JUMPS} compression pointers"
                 )
             if end is None:
@@ -165,7 +171,7 @@ def _read_name(data: bytes, offset: int) -> tuple[str, int]:
             continue
         if length & _POINTER_BITS:
             raise DecodeError(
-                f"DNS label at byte {position} uses reserved label type"
+                f"DNS label in {where} at byte {position} uses reserved label type"
                 f" 0x{length & _POINTER_BITS:02x}"
             )
         if length == 0:
@@ -173,11 +179,14 @@ def _read_name(data: bytes, offset: int) -> tuple[str, int]:
         octets += length + 1
         if octets > MAX_NAME_OCTETS:
             raise DecodeError(
-                f"DNS name at byte {offset} is longer than {MAX_NAME_OCTETS} octets"
+                f"DNS name of {where} at byte {offset} is longer than"
+                f" {MAX_NAME_OCTETS} octets"
             )
         label = data[position + 1 : position + 1 + length]
         if len(label) < length:
-            raise DecodeError(f"DNS name at byte {offset} runs past the message")
+            raise DecodeError(
+                f"DNS name of {where} at byte {offset} runs past the message"
+            )
         labels.append(_format_label(label.lower()))
         position += 1 + length
     if end is None:
@@ -192,7 +201,7 @@ def _read_uint(data: bytes, offset: int, size: int, what: str) -> int:
 
 
 def _read_record(data: bytes, offset: int, index: int) -> tuple[DnsRecord, int]:
-    name, offset = _read_name(data, offset)
+    name, offset = _read_name(data, offset, f"answer {index}")
     record_type = _read_uint(data, offset, 2, f"type of answer {index}")
     ttl = _read_uint(data, offset + 4, 4, f"TTL of answer {index}")
     length = _read_uint(data, offset + 8, 2, f"RDLENGTH of answer {index}")
@@ -209,7 +218,7 @@ def _read_record(data: bytes, offset: int, index: int) -> tuple[DnsRecord, int]:
             )
         value = socket.inet_ntop(_ADDRESS_FAMILIES[record_type], data[start:end])
     elif record_type == TYPE_CNAME:
-        value, name_end = _read_name(data, start)
+        value, name_end = _read_name(data, start, f"CNAME target of answer {index}")
         if name_end != end:
             raise DecodeError(
                 f"DNS answer {index} CNAME target does not fill its RDLENGTH {length}"
@@ -242,7 +251,7 @@ def parse_dns(data: bytes) -> DnsMessage:
     offset = _HEADER_BYTES
     questions = []
     for index in range(question_count):
-        name, offset = _read_name(data, offset)
+        name, offset = _read_name(data, offset, f"question {index}")
         question_type = _read_uint(data, offset, 2, f"type of question {index}")
         _read_uint(data, offset + 2, 2, f"class of question {index}")
         questions.append(DnsQuestion(name, question_type))
