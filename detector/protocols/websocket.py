@@ -253,11 +253,9 @@ class WebSocketDecoder:
                 self._stop(_State.CLOSED)
                 return False
             return True
-        if header.opcode != OPCODE_CONTINUATION:
-            self._opcode = header.opcode
-            self._compressed = header.compressed
         if self._skipping or len(self._message) + header.length > MAX_MESSAGE_BYTES:
             del buffer[: header.size]
+            self._start_message(header)
             self._skipping = True
             self._message.clear()
             self._skip_remaining = header.length
@@ -270,12 +268,19 @@ class WebSocketDecoder:
             return False
         payload = bytes(buffer[header.size : end])
         del buffer[:end]
+        self._start_message(header)
         if header.mask is not None:
             payload = _unmask(payload, header.mask)
         self._message += payload
         if header.fin:
             self._end_message(events)
         return True
+
+    def _start_message(self, header: _Header) -> None:
+        """Record the opcode of a data message whose first frame was consumed."""
+        if header.opcode != OPCODE_CONTINUATION:
+            self._opcode = header.opcode
+            self._compressed = header.compressed
 
     def _read_header(self) -> _Header | None:
         """Parse and check the header at the buffer start; None when incomplete."""
