@@ -8,6 +8,8 @@ reach damage, after yielding every packet before it.
 from __future__ import annotations
 
 from detector.capture.limits import (
+    BATCH_BYTES,
+    MAX_BATCH_PACKETS,
     MAX_BLOCK_LENGTH,
     MAX_RECORD_LENGTH,
     READ_BUFFER_SIZE,
@@ -16,7 +18,9 @@ from detector.capture.limits import (
 from detector.capture.reader import FORMATS_UNDERSTOOD, open_capture, read_capture
 
 __all__ = [
+    "BATCH_BYTES",
     "FORMATS_UNDERSTOOD",
+    "MAX_BATCH_PACKETS",
     "MAX_BLOCK_LENGTH",
     "MAX_RECORD_LENGTH",
     "READ_BUFFER_SIZE",

@@ -21,3 +21,14 @@ MAX_BLOCK_LENGTH = 16 * 1024 * 1024
 # Read buffer for capture files. One MiB keeps the number of read system calls
 # low for small packets without holding much memory per open file.
 READ_BUFFER_SIZE = 1024 * 1024
+
+# Bytes of capture read at once by the batch readers. A batch of 4 MiB holds a
+# few thousand full-size packets or tens of thousands of small ones: enough
+# that numpy's per-call cost is spread thin, and small enough that a batch
+# with its arrays stays in the tens of megabytes. A record longer than this
+# (at most MAX_RECORD_LENGTH) still fits, because a read never splits one.
+BATCH_BYTES = 4 * 1024 * 1024
+
+# Packets per batch at most, so a capture of tiny or empty records does not
+# make batches of hundreds of thousands of packets.
+MAX_BATCH_PACKETS = 65536

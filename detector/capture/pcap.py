@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from detector.capture.limits import MAX_RECORD_LENGTH, SNAPLEN_OVERRUN_FACTOR
 from detector.capture.stream import Read, read_exact, read_rest
@@ -25,8 +26,8 @@ PCAP_MAGICS: dict[bytes, tuple[str, int]] = {
     b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
 }
 
-_FILE_HEADER_LENGTH = 24
-_RECORD_HEADER_LENGTH = 16
+FILE_HEADER_LENGTH = 24
+RECORD_HEADER_LENGTH = 16
 # The link type is the low 16 bits of the file header's last field. The high
 # bits may describe the frame check sequence, which the decoder does not need.
 _LINKTYPE_MASK = 0xFFFF
@@ -38,24 +39,35 @@ _CUT_SHORT = (
 _CORRUPT = "the file is corrupt from this record on; the packets before it were read"
 
 
-def read_pcap(read: Read, magic: bytes, source: str) -> Iterator[Packet]:
-    """Yield the packets of a pcap file whose 4-byte ``magic`` was already read.
+@dataclass(frozen=True, slots=True)
+class PcapHeader:
+    """What the file header of a pcap file sets for every record after it.
 
-    ``read`` returns the bytes that follow the magic.
+    ``byte_order`` is a struct prefix, ``units_per_second`` the unit of the
+    timestamp fraction, and ``max_length`` the largest valid captured length.
+    """
+
+    byte_order: str
+    units_per_second: int
+    snaplen: int
+    linktype: int
+    max_length: int
+
+
+def read_pcap_header(read: Read, magic: bytes, source: str) -> PcapHeader:
+    """Read the rest of the 24-byte file header whose ``magic`` was already read.
 
     Raises:
-        CaptureError: the file header is truncated or has an unknown version, or
-            a record is truncated or longer than the limits allow. Every packet
-            before the damaged record is yielded first.
+        CaptureError: the header is truncated or has an unknown version.
     """
     byte_order, units_per_second = PCAP_MAGICS[magic]
-    header_rest = _FILE_HEADER_LENGTH - len(magic)
+    header_rest = FILE_HEADER_LENGTH - len(magic)
     header = read_exact(read, header_rest)
     if len(header) != header_rest:
         found = len(magic) + len(header)
         raise CaptureError(
             source,
-            f"truncated pcap file header: expected {_FILE_HEADER_LENGTH} bytes,"
+            f"truncated pcap file header: expected {FILE_HEADER_LENGTH} bytes,"
             f" found {found}; the file was probably cut short",
             0,
         )
@@ -69,41 +81,51 @@ def read_pcap(read: Read, magic: bytes, source: str) -> Iterator[Packet]:
             " defined; convert the file with 'editcap -F pcap'",
             0,
         )
-    linktype = linktype_field & _LINKTYPE_MASK
     max_length = MAX_RECORD_LENGTH
     if snaplen:
         max_length = min(max_length, snaplen * SNAPLEN_OVERRUN_FACTOR)
+    return PcapHeader(
+        byte_order,
+        units_per_second,
+        snaplen,
+        linktype_field & _LINKTYPE_MASK,
+        max_length,
+    )
 
-    unpack_record = struct.Struct(byte_order + "IIII").unpack
-    offset = _FILE_HEADER_LENGTH
+
+def read_pcap(read: Read, magic: bytes, source: str) -> Iterator[Packet]:
+    """Yield the packets of a pcap file whose 4-byte ``magic`` was already read.
+
+    ``read`` returns the bytes that follow the magic.
+
+    Raises:
+        CaptureError: the file header is truncated or has an unknown version, or
+            a record is truncated or longer than the limits allow. Every packet
+            before the damaged record is yielded first.
+    """
+    header = read_pcap_header(read, magic, source)
+    linktype = header.linktype
+    units_per_second = header.units_per_second
+    max_length = header.max_length
+    unpack_record = struct.Struct(header.byte_order + "IIII").unpack
+    offset = FILE_HEADER_LENGTH
     number = 0
     while True:
-        record = read(_RECORD_HEADER_LENGTH)
-        if len(record) != _RECORD_HEADER_LENGTH:
-            record = read_rest(read, record, _RECORD_HEADER_LENGTH)
+        record = read(RECORD_HEADER_LENGTH)
+        if len(record) != RECORD_HEADER_LENGTH:
+            record = read_rest(read, record, RECORD_HEADER_LENGTH)
             if not record:
                 return
-            if len(record) != _RECORD_HEADER_LENGTH:
-                raise CaptureError(
-                    source,
-                    f"truncated packet record header: expected"
-                    f" {_RECORD_HEADER_LENGTH} bytes, found {len(record)};"
-                    f" {_CUT_SHORT}",
-                    offset,
-                )
+            if len(record) != RECORD_HEADER_LENGTH:
+                raise truncated_header_error(source, offset, len(record))
         seconds, fraction, captured_length, wire_length = unpack_record(record)
         if captured_length > max_length:
-            raise _length_error(source, offset, captured_length, snaplen)
+            raise length_error(source, offset, captured_length, header.snaplen)
         data = read(captured_length)
         if len(data) != captured_length:
             data = read_rest(read, data, captured_length)
             if len(data) != captured_length:
-                raise CaptureError(
-                    source,
-                    f"truncated packet data: the record header declares"
-                    f" {captured_length} bytes, found {len(data)}; {_CUT_SHORT}",
-                    offset,
-                )
+                raise truncated_data_error(source, offset, captured_length, len(data))
         number += 1
         yield Packet(
             seconds + fraction / units_per_second,
@@ -114,12 +136,35 @@ def read_pcap(read: Read, magic: bytes, source: str) -> Iterator[Packet]:
             offset,
             number,
         )
-        offset += _RECORD_HEADER_LENGTH + captured_length
+        offset += RECORD_HEADER_LENGTH + captured_length
 
 
-def _length_error(
+def truncated_header_error(source: str, offset: int, found: int) -> CaptureError:
+    """Return the error for a record header cut short after ``found`` bytes."""
+    return CaptureError(
+        source,
+        f"truncated packet record header: expected {RECORD_HEADER_LENGTH} bytes,"
+        f" found {found}; {_CUT_SHORT}",
+        offset,
+    )
+
+
+def truncated_data_error(
+    source: str, offset: int, captured_length: int, found: int
+) -> CaptureError:
+    """Return the error for packet data cut short after ``found`` bytes."""
+    return CaptureError(
+        source,
+        f"truncated packet data: the record header declares {captured_length}"
+        f" bytes, found {found}; {_CUT_SHORT}",
+        offset,
+    )
+
+
+def length_error(
     source: str, offset: int, captured_length: int, snaplen: int
 ) -> CaptureError:
+    """Return the error for a captured length beyond the limits."""
     if captured_length > MAX_RECORD_LENGTH:
         problem = (
             f"packet record length {captured_length} is larger than the maximum"

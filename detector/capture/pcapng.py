@@ -85,6 +85,11 @@ class _Section:
         self.interfaces: list[_Interface] = []
 
 
+# One packet as read from its block: timestamp, link type, captured bytes, wire
+# length and the offset of its block.
+PcapngRecord = tuple[float, int, bytes, int, int]
+
+
 def read_pcapng(read: Read, magic: bytes, source: str) -> Iterator[Packet]:
     """Yield the packets of a pcapng file whose 4-byte ``magic`` was already read.
 
@@ -99,8 +104,27 @@ def read_pcapng(read: Read, magic: bytes, source: str) -> Iterator[Packet]:
             section has an unsupported version. Every packet before the damaged
             block is yielded first.
     """
-    offset = 0
     number = 0
+    for timestamp, linktype, data, wire_length, offset in read_pcapng_records(
+        read, magic, source
+    ):
+        number += 1
+        yield Packet(timestamp, linktype, data, wire_length, source, offset, number)
+
+
+def read_pcapng_records(
+    read: Read, magic: bytes, source: str
+) -> Iterator[PcapngRecord]:
+    """Yield the packets of a pcapng file as :data:`PcapngRecord` tuples.
+
+    It is :func:`read_pcapng` without the :class:`Packet` objects, for readers
+    that gather packets into batches.
+
+    Raises:
+        CaptureError: as :func:`read_pcapng`, after yielding every packet
+            before the damaged block.
+    """
+    offset = 0
     last_timestamp = 0.0
     head = _read_block_header(read, magic, source, offset)
     section = _Section("<")
@@ -149,16 +173,7 @@ def read_pcapng(read: Read, magic: bytes, source: str) -> Iterator[Packet]:
             head = _read_block_header(read, b"", source, offset)
             continue
 
-        number += 1
-        yield Packet(
-            last_timestamp,
-            interface.linktype,
-            data,
-            wire_length,
-            source,
-            offset,
-            number,
-        )
+        yield last_timestamp, interface.linktype, data, wire_length, offset
         offset += length
         head = _read_block_header(read, b"", source, offset)
 

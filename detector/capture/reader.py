@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, TypeVar
 
 from detector.capture.limits import READ_BUFFER_SIZE
 from detector.capture.pcap import PCAP_MAGICS, read_pcap
@@ -22,6 +22,11 @@ from detector.model import Packet
 STDIN_PATH = "-"
 GZIP_MAGIC = b"\x1f\x8b"
 _MAGIC_LENGTH = 4
+
+T = TypeVar("T")
+# A format reader takes the read function, the 4-byte magic already read and
+# the source name, and yields packets or batches.
+FormatReader = Callable[[Read, bytes, str], Iterator[T]]
 
 FORMATS_UNDERSTOOD = (
     "pcap (microsecond or nanosecond timestamps, either byte order), pcapng,"
@@ -54,18 +59,7 @@ def open_capture(path: str | os.PathLike[str]) -> Iterator[Packet]:
         CaptureError: the file cannot be opened or read, is empty, is not a
             capture, or is damaged. See :func:`read_capture`.
     """
-    source = os.fspath(path)
-    if source == STDIN_PATH:
-        yield from read_capture(sys.stdin.buffer, source)
-        return
-    try:
-        stream = open(source, "rb", buffering=READ_BUFFER_SIZE)
-    except OSError as exc:
-        raise CaptureError(
-            source, f"cannot open the capture: {exc.strerror or exc}"
-        ) from exc
-    with stream:
-        yield from read_capture(stream, source)
+    return open_stream(path, read_capture)
 
 
 def read_capture(stream: BinaryIO, source: str) -> Iterator[Packet]:
@@ -82,19 +76,73 @@ def read_capture(stream: BinaryIO, source: str) -> Iterator[Packet]:
             damage is yielded first. The error's ``offset`` is a byte offset in
             the decompressed capture.
     """
+    return read_stream(stream, source, read_pcap, read_pcapng, chunked=False)
+
+
+def open_stream(
+    path: str | os.PathLike[str], read: Callable[[BinaryIO, str], Iterator[T]]
+) -> Iterator[T]:
+    """Open ``path`` (``-`` is standard input) and yield what ``read`` yields.
+
+    Raises:
+        CaptureError: the file cannot be opened, or ``read`` raises it.
+    """
+    source = os.fspath(path)
+    if source == STDIN_PATH:
+        yield from read(sys.stdin.buffer, source)
+        return
+    try:
+        stream = open(source, "rb", buffering=READ_BUFFER_SIZE)
+    except OSError as exc:
+        raise CaptureError(
+            source, f"cannot open the capture: {exc.strerror or exc}"
+        ) from exc
+    with stream:
+        yield from read(stream, source)
+
+
+def read_stream(
+    stream: BinaryIO,
+    source: str,
+    pcap: FormatReader[T],
+    pcapng: FormatReader[T],
+    chunked: bool,
+) -> Iterator[T]:
+    """Recognise the format of ``stream`` and yield what its format reader yields.
+
+    ``pcap`` and ``pcapng`` read the bytes after the 4-byte magic. With
+    ``chunked``, they are given a read function that returns the bytes already
+    available (``read1``) instead of waiting for the full size requested.
+
+    Raises:
+        CaptureError: as :func:`read_capture`.
+    """
     try:
         magic = read_exact(stream.read, _MAGIC_LENGTH)
         if magic[:2] == GZIP_MAGIC:
-            yield from _read_gzip(stream, magic, source)
+            yield from _read_gzip(stream, magic, source, pcap, pcapng, chunked)
         else:
-            yield from _read_format(stream.read, magic, source, "")
+            read = _chunk_reader(stream) if chunked else stream.read
+            yield from _read_format(read, magic, source, "", pcap, pcapng)
     except OSError as exc:
         raise CaptureError(
             source, f"reading the capture failed: {exc.strerror or exc}"
         ) from exc
 
 
-def _read_gzip(stream: BinaryIO, magic: bytes, source: str) -> Iterator[Packet]:
+def _chunk_reader(stream: BinaryIO | io.BufferedReader) -> Read:
+    read1: Read | None = getattr(stream, "read1", None)
+    return stream.read if read1 is None else read1
+
+
+def _read_gzip(
+    stream: BinaryIO,
+    magic: bytes,
+    source: str,
+    pcap: FormatReader[T],
+    pcapng: FormatReader[T],
+    chunked: bool,
+) -> Iterator[T]:
     compressed = PrefixedStream(magic, stream)
     content = io.BufferedReader(GzipInput(compressed, source), READ_BUFFER_SIZE)
     try:
@@ -107,16 +155,24 @@ def _read_gzip(stream: BinaryIO, magic: bytes, source: str) -> Iterator[Packet]:
                 " file once with 'gunzip' and read the result",
                 0,
             )
-        yield from _read_format(content.read, inner_magic, source, where)
+        read = content.read1 if chunked else content.read
+        yield from _read_format(read, inner_magic, source, where, pcap, pcapng)
     finally:
         content.close()
 
 
-def _read_format(read: Read, magic: bytes, source: str, where: str) -> Iterator[Packet]:
+def _read_format(
+    read: Read,
+    magic: bytes,
+    source: str,
+    where: str,
+    pcap: FormatReader[T],
+    pcapng: FormatReader[T],
+) -> Iterator[T]:
     if magic in PCAP_MAGICS:
-        return read_pcap(read, magic, source)
+        return pcap(read, magic, source)
     if magic == SHB_MAGIC:
-        return read_pcapng(read, magic, source)
+        return pcapng(read, magic, source)
     if not magic:
         if source == STDIN_PATH:
             message = (
