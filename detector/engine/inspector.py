@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,10 +142,12 @@ class FlowInspector:
             Direction.TO_CLIENT: _DirectionState(),
         }
         self._evidence: dict[str, _EvidenceTally] = {}
-        self._dialect_votes: Counter[str] = Counter()
-        self._methods: dict[Direction, Counter[str]] = {
-            Direction.TO_SERVER: Counter(),
-            Direction.TO_CLIENT: Counter(),
+        # Plain dicts, filled on the first message: most flows with payload
+        # are not mining and never need them.
+        self._dialect_votes: dict[str, int] = {}
+        self._methods: dict[Direction, dict[str, int]] = {
+            Direction.TO_SERVER: {},
+            Direction.TO_CLIENT: {},
         }
         # Request id -> (method, whether the request submitted a share).
         self._pending_requests: dict[Any, tuple[str, bool]] = {}
@@ -164,7 +165,11 @@ class FlowInspector:
     @property
     def wants_data(self) -> bool:
         """Whether any direction may still hold mining messages."""
-        return any(state.mode != "other" for state in self._directions.values())
+        directions = self._directions
+        return (
+            directions[Direction.TO_SERVER].mode != "other"
+            or directions[Direction.TO_CLIENT].mode != "other"
+        )
 
     def feed(
         self, direction: Direction, chunks: Iterable[StreamData], timestamp: float
@@ -314,10 +319,9 @@ class FlowInspector:
 
     def _count_method(self, direction: Direction, method: str) -> None:
         methods = self._methods[direction]
-        if method in methods or len(methods) < MAX_METHOD_NAMES:
-            methods[method] += 1
-        else:
-            methods["other"] += 1
+        if method not in methods and len(methods) >= MAX_METHOD_NAMES:
+            method = "other"
+        methods[method] = methods.get(method, 0) + 1
 
     def _on_request(
         self,
@@ -553,8 +557,9 @@ class FlowInspector:
             self.jobs += 1
         if observation.share:
             self.shares_submitted += 1
+        weight = 1 if len(observation.dialects) > 1 else 4
         for dialect in observation.dialects:
-            self._dialect_votes[dialect] += 1 if len(observation.dialects) > 1 else 4
+            self._dialect_votes[dialect] = self._dialect_votes.get(dialect, 0) + weight
         self._record(
             Evidence(
                 kind=observation.kind,
@@ -626,7 +631,7 @@ class FlowInspector:
         for dialect in DIALECT_PREFERENCE:
             if self._dialect_votes.get(dialect) == best:
                 return dialect
-        return self._dialect_votes.most_common(1)[0][0]
+        return max(self._dialect_votes, key=self._dialect_votes.__getitem__)
 
     def detection(
         self,
