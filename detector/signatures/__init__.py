@@ -1,9 +1,11 @@
 """Signatures: the YAML-defined indicators of mining and their matchers.
 
 :func:`load_signatures` reads ``agents.yaml``, ``dialects.yaml``,
-``wallets.yaml`` and ``ports.yaml`` from one folder and returns a
-:class:`Signatures`, whose methods match miner agents, method names, wallets
-in logins and pool ports.
+``wallets.yaml``, ``ports.yaml`` and ``pools.yaml`` from one folder and
+returns a :class:`Signatures`, whose methods match miner agents, method names,
+wallets in logins and pool ports, and whose ``pools`` index matches pool
+domains and networks. :mod:`detector.signatures.importers` turns public
+domain lists into pools.yaml entries.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from detector.signatures.loader import (
     SIGNATURE_FILES,
     default_directory,
     load_signatures,
+    parse_pools,
 )
 from detector.signatures.matchers import (
     AgentMatch,
@@ -23,17 +26,32 @@ from detector.signatures.matchers import (
     WalletMatch,
     WalletSignature,
 )
+from detector.signatures.pools import (
+    POOL_KINDS,
+    NetworkEntry,
+    NetworkMatch,
+    PoolEntry,
+    PoolIndex,
+    PoolMatch,
+)
 
 __all__ = [
     "ENV_SIGNATURES",
+    "POOL_KINDS",
     "SIGNATURE_FILES",
     "AgentMatch",
     "AgentSignature",
     "DialectMethods",
+    "NetworkEntry",
+    "NetworkMatch",
+    "PoolEntry",
+    "PoolIndex",
+    "PoolMatch",
     "PortInfo",
     "Signatures",
     "WalletMatch",
     "WalletSignature",
     "default_directory",
     "load_signatures",
+    "parse_pools",
 ]

@@ -1,14 +1,17 @@
 """Loading and validation of the signature files in one folder.
 
-Each file is read with ``yaml.safe_load`` and checked against a small schema:
-every key known, every value of the expected type, every regular expression
-compiling, no empty list, no port out of range, no id or port twice. The first
-problem raises :class:`~detector.errors.SignatureError` with the file, the key
-path (``agents[3].pattern``) and what was expected.
+Each file is read with ``yaml.safe_load`` and checked against a small schema.
+Every key must be known, every value of the expected type and every regular
+expression must compile. No list may be empty except ``networks`` in
+pools.yaml, no port may be out of range, and no id, port, domain or network
+may appear twice. The first problem raises
+:class:`~detector.errors.SignatureError` with the file, the key path
+(``agents[3].pattern``) and what was expected.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -28,13 +31,23 @@ from detector.signatures.matchers import (
     Signatures,
     WalletSignature,
 )
+from detector.signatures.pools import (
+    COIN_NAME,
+    POOL_KINDS,
+    NetworkEntry,
+    PoolEntry,
+    PoolIndex,
+    host_name_problem,
+    normalize_host_name,
+)
 
 ENV_SIGNATURES = "DETECTOR_SIGNATURES"
 AGENTS_FILE = "agents.yaml"
 DIALECTS_FILE = "dialects.yaml"
 WALLETS_FILE = "wallets.yaml"
 PORTS_FILE = "ports.yaml"
-SIGNATURE_FILES = (AGENTS_FILE, DIALECTS_FILE, WALLETS_FILE, PORTS_FILE)
+POOLS_FILE = "pools.yaml"
+SIGNATURE_FILES = (AGENTS_FILE, DIALECTS_FILE, WALLETS_FILE, PORTS_FILE, POOLS_FILE)
 
 PORT_KINDS = frozenset({"pool", "proxy", "node"})
 POOL_KIND = "pool"
@@ -62,10 +75,10 @@ def default_directory() -> Path:
 
 
 def load_signatures(directory: str | os.PathLike[str] | None = None) -> Signatures:
-    """Load and validate the four signature files of ``directory``.
+    """Load and validate the five signature files of ``directory``.
 
     ``None`` means :func:`default_directory`. The folder must contain
-    agents.yaml, dialects.yaml, wallets.yaml and ports.yaml.
+    agents.yaml, dialects.yaml, wallets.yaml, ports.yaml and pools.yaml.
 
     Raises:
         SignatureError: a file is missing, unreadable or not valid YAML, or a
@@ -77,6 +90,7 @@ def load_signatures(directory: str | os.PathLike[str] | None = None) -> Signatur
     dialects = _load_dialects(_read(paths[DIALECTS_FILE]))
     separators, wallets = _load_wallets(_read(paths[WALLETS_FILE]))
     ports = _load_ports(_read(paths[PORTS_FILE]))
+    pools = _load_pools(_read(paths[POOLS_FILE]))
     return Signatures(
         agents=agents,
         dialect_methods=types.MappingProxyType(dialects),
@@ -90,7 +104,20 @@ def load_signatures(directory: str | os.PathLike[str] | None = None) -> Signatur
             port for port, info in ports.items() if info.kind == POOL_KIND
         ),
         files=tuple(str(paths[name]) for name in SIGNATURE_FILES),
+        pools=pools,
     )
+
+
+def parse_pools(text: str, source: str = POOLS_FILE) -> PoolIndex:
+    """Validate the text of a pools.yaml file and index its entries.
+
+    ``source`` names the file in error messages.
+
+    Raises:
+        SignatureError: the text is not valid YAML or a value in it is
+            invalid. The error names ``source`` and the key path.
+    """
+    return _load_pools(_parse(source, text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +146,20 @@ def _read(path: Path) -> _Document:
         raise SignatureError(
             source, DOCUMENT_KEY, f"cannot read file: {error}"
         ) from error
+    return _parse(source, text)
+
+
+def _parse(source: str, text: str) -> _Document:
     try:
         content = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise SignatureError(
             source, DOCUMENT_KEY, f"invalid YAML: {_describe_yaml_error(error)}"
+        ) from error
+    except RecursionError as error:
+        # PyYAML composes nested collections recursively.
+        raise SignatureError(
+            source, DOCUMENT_KEY, "invalid YAML: collections nested too deeply"
         ) from error
     if not isinstance(content, dict):
         raise SignatureError(
@@ -397,3 +433,125 @@ def _load_ports(document: _Document) -> dict[int, PortInfo]:
             entry["port"], entry["kind"], entry["note"], entry["source"]
         )
     return ports
+
+
+def _check_domain(document: _Document, key: str, value: Any) -> str:
+    domain = normalize_host_name(_check_string(document, key, value))
+    problem = host_name_problem(domain)
+    if problem is not None:
+        raise document.fail(
+            key, f"invalid domain: {problem}; expected a name such as pool.example.com"
+        )
+    return domain
+
+
+def _check_pool_kind(document: _Document, key: str, value: Any) -> str:
+    kind = _check_string(document, key, value)
+    if kind not in POOL_KINDS:
+        raise document.fail(
+            key, f"unknown kind {kind!r}; expected one of {', '.join(POOL_KINDS)}"
+        )
+    return kind
+
+
+def _check_coin(document: _Document, key: str, value: Any) -> str:
+    coin = _check_string(document, key, value)
+    if not COIN_NAME.fullmatch(coin):
+        raise document.fail(
+            key,
+            f"invalid coin {coin!r}; expected lower-case words joined by hyphens,"
+            " such as ethereum-classic",
+        )
+    return coin
+
+
+def _check_port_list(document: _Document, key: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise document.fail(key, f"expected a list of ports, got {_type_name(value)}")
+    if not value:
+        raise document.fail(
+            key, "empty list; list at least one port or leave the key out"
+        )
+    ports = _UniqueIds(document, "port")
+    for index, item in enumerate(value):
+        ports.add(f"{key}[{index}]", _check_port(document, f"{key}[{index}]", item))
+    return tuple(value)
+
+
+def _check_network(
+    document: _Document, key: str, value: Any
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    text = _check_string(document, key, value)
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as error:
+        raise document.fail(
+            key,
+            f"invalid network {text!r}: {error}; expected CIDR notation with the"
+            " host bits zero, such as 192.0.2.0/24",
+        ) from error
+
+
+_POOL_FIELDS = {
+    "domain": _Field(_check_domain),
+    "kind": _Field(_check_pool_kind),
+    "coin": _Field(_check_coin),
+    "ports": _Field(_check_port_list, required=False),
+    "tls_ports": _Field(_check_port_list, required=False),
+    "source": _Field(_check_string),
+    "note": _Field(_check_string, required=False),
+}
+
+_NETWORK_FIELDS = {
+    "network": _Field(_check_network),
+    "kind": _Field(_check_pool_kind),
+    "coin": _Field(_check_coin),
+    "source": _Field(_check_string),
+    "note": _Field(_check_string, required=False),
+}
+
+
+def _load_pools(document: _Document) -> PoolIndex:
+    _check_top_level(document, {"pools": True, "networks": False})
+    domains = _UniqueIds(document, "domain")
+    entries = []
+    for path, entry in _entries(document, "pools", _POOL_FIELDS):
+        domains.add(f"{path}.domain", entry["domain"])
+        entries.append(
+            PoolEntry(
+                domain=entry["domain"],
+                kind=entry["kind"],
+                coin=entry["coin"],
+                source=entry["source"],
+                ports=entry.get("ports", ()),
+                tls_ports=entry.get("tls_ports", ()),
+                note=entry.get("note"),
+            )
+        )
+    return PoolIndex(entries, _load_networks(document))
+
+
+def _load_networks(document: _Document) -> list[NetworkEntry]:
+    # Unlike the other lists, networks may be empty: published pool address
+    # lists go stale quickly, so the bundled file ships none.
+    value = document.content.get("networks", [])
+    if not isinstance(value, list):
+        raise document.fail(
+            "networks", f"expected a list (may be []), got {_type_name(value)}"
+        )
+    networks = _UniqueIds(document, "network")
+    items = []
+    for index, item in enumerate(value):
+        path = f"networks[{index}]"
+        entry = _check_mapping(document, path, item, _NETWORK_FIELDS)
+        networks.add(f"{path}.network", entry["network"])
+        items.append(
+            NetworkEntry(
+                network=entry["network"],
+                kind=entry["kind"],
+                coin=entry["coin"],
+                source=entry["source"],
+                note=entry.get("note"),
+            )
+        )
+    return items

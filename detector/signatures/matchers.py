@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from detector.signatures.pools import PoolIndex
+
 
 @dataclass(frozen=True, slots=True)
 class AgentSignature:
@@ -89,7 +91,8 @@ _DIFFICULTY_SEPARATOR = "+"
 class Signatures:
     """Every signature file of one folder, validated and compiled.
 
-    Build it with :func:`detector.signatures.load_signatures`.
+    Build it with :func:`detector.signatures.load_signatures`. ``pools``
+    matches host names and addresses against ``pools.yaml``.
     """
 
     agents: tuple[AgentSignature, ...]
@@ -100,6 +103,7 @@ class Signatures:
     ports: Mapping[int, PortInfo]
     pool_ports: frozenset[int]
     files: tuple[str, ...]
+    pools: PoolIndex
 
     def match_agent(self, text: str) -> AgentMatch | None:
         """Return the first agent pattern, in file order, that ``text`` matches."""
