@@ -106,7 +106,8 @@ def test_match_domain_fields(index: PoolIndex) -> None:
 def test_match_domain_longest_entry_wins(index: PoolIndex) -> None:
     child = index.match_domain("xmr-eu1.nanopool.org")
     parent = index.match_domain("xmr-us1.nanopool.org")
-    assert child is not None and parent is not None
+    assert child is not None
+    assert parent is not None
     assert child.coin == "monero"
     assert parent.coin == "multi"
 
@@ -343,7 +344,9 @@ def test_bundled_dev_fee_ports(bundled: PoolIndex) -> None:
     tls = bundled.match_domain("donate.ssl.xmrig.com")
     plain = bundled.match_domain("donate.v2.xmrig.com")
     stak = bundled.match_domain("donate.xmr-stak.net")
-    assert tls is not None and plain is not None and stak is not None
+    assert tls is not None
+    assert plain is not None
+    assert stak is not None
     assert tls.tls_ports == (443,)
     assert plain.ports == (3333,)
     assert stak.ports == (3333,)
@@ -524,7 +527,9 @@ def test_networks_load_and_match(tmp_path: Path) -> None:
     narrow = pools.match_address("198.51.100.70")
     wide = pools.match_address("198.51.100.7")
     ipv6 = pools.match_address("2001:db8::7")
-    assert narrow is not None and wide is not None and ipv6 is not None
+    assert narrow is not None
+    assert wide is not None
+    assert ipv6 is not None
     assert narrow.coin == "monero"
     assert wide.coin == "bitcoin"
     assert ipv6.coin == "ethereum"
