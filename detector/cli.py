@@ -26,7 +26,8 @@ from detector import __version__
 from detector.errors import DetectorError
 from detector.flows.table import MAX_FLOWS
 from detector.scan import ScanReport, ScanStats, scan_paths
-from detector.signatures import Signatures, load_signatures
+from detector.signatures import Signatures, default_directory, load_signatures
+from detector.signatures.importers import IMPORT_FORMATS, import_list, merge_pools
 from detector.sinks import (
     FORMATS,
     AlertWriter,
@@ -41,6 +42,9 @@ EXIT_MINING = 1
 EXIT_ERROR = 2
 # 128 + SIGINT, as shells report a process ended by Ctrl-C.
 EXIT_INTERRUPTED = 130
+
+# Skipped lines of an imported list printed one by one; the rest are counted.
+IMPORT_SKIPPED_SHOWN = 20
 
 # Width of a table written to a file, where no terminal sets one.
 FILE_TABLE_WIDTH = 160
@@ -364,3 +368,94 @@ def signatures_check(
 def main() -> None:
     """Run the command line; the console script's entry point."""
     app()
+
+
+@signatures_app.command("import")
+def signatures_import(
+    list_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE", help="The public list to import; - for standard input."
+        ),
+    ],
+    list_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="The list's format: domains (one per line), hosts (hosts-file"
+            " lines), adblock (||domain^ rules) or falco (a Falco rules YAML).",
+        ),
+    ],
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            "--into",
+            help="The pools file to merge into, rewritten in place. Default:"
+            " pools.yaml in the signature folder.",
+        ),
+    ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind", help="Kind of the new entries: pool, proxy, donate or webminer."
+        ),
+    ] = "pool",
+    coin: Annotated[
+        str, typer.Option("--coin", help="Coin of the new entries, e.g. monero.")
+    ] = "unknown",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Provenance recorded on each new entry. Default: the list's"
+            " file name.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Report what would change; write nothing."),
+    ] = False,
+) -> None:
+    """Merge a public list of mining domains into a pools file."""
+    err = _stderr()
+    if list_format not in IMPORT_FORMATS:
+        err.print(
+            f"error: unknown list format {list_format!r}; choose one of "
+            + ", ".join(IMPORT_FORMATS)
+        )
+        raise typer.Exit(EXIT_ERROR)
+    target = into or default_directory() / "pools.yaml"
+    try:
+        if str(list_file) == "-":
+            text = sys.stdin.read()
+        else:
+            text = list_file.read_text(encoding="utf-8", errors="replace")
+        existing = target.read_text(encoding="utf-8") if target.exists() else ""
+    except OSError as exc:
+        err.print(f"error: cannot read {exc.filename}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    result = import_list(text, list_format, source or list_file.name)
+    try:
+        merge = merge_pools(existing, result, kind, coin, source, path=str(target))
+    except DetectorError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    for line, reason in result.skipped[:IMPORT_SKIPPED_SHOWN]:
+        err.print(f"skipped line {line}: {reason}")
+    if len(result.skipped) > IMPORT_SKIPPED_SHOWN:
+        err.print(f"... and {len(result.skipped) - IMPORT_SKIPPED_SHOWN} more")
+    dropped = ", ".join(f"{count} {reason}" for reason, count in merge.counts().items())
+    typer.echo(
+        f"{len(result.entries)} domains read, {len(merge.added)} added to {target}"
+        + (f"; dropped: {dropped}" if dropped else "")
+        + f"; {len(result.skipped)} lines skipped"
+        + (" (dry run, nothing written)" if dry_run else "")
+    )
+    if dry_run or not merge.added:
+        return
+    try:
+        target.write_text(merge.text, encoding="utf-8")
+    except OSError as exc:
+        err.print(f"error: cannot write {target}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from exc

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from detector.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_MINING, app
 
-SAMPLES = Path(__file__).resolve().parents[1] / "pcaps"
+REPOSITORY = Path(__file__).resolve().parents[1]
+SAMPLES = REPOSITORY / "pcaps"
 MINING = SAMPLES / "monero-xmrig.pcap"
 NEGATIVE = SAMPLES / "negative-http-get.pcap"
 
@@ -211,3 +212,89 @@ def test_interrupt_writes_flows_read_so_far():
     assert scan.returncode == EXIT_INTERRUPTED, errors
     assert json.loads(output)["mining"]["dialect"] == "monero"
     assert b"interrupted" in errors
+
+
+def test_signatures_import_adblock(runner, tmp_path):
+    pools = tmp_path / "pools.yaml"
+    pools.write_text((REPOSITORY / "signatures" / "pools.yaml").read_text())
+    rules = tmp_path / "rules.txt"
+    rules.write_text("! comment\n||newpool.example^\n||pool.supportxmr.com^\n##.ad\n")
+    result = run(
+        runner,
+        "signatures",
+        "import",
+        "--format",
+        "adblock",
+        "--into",
+        str(pools),
+        "--coin",
+        "monero",
+        str(rules),
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 added" in result.stdout
+    text = pools.read_text()
+    assert "newpool.example" in text
+    assert 'source: "rules.txt"' in text
+    from detector.signatures import parse_pools
+
+    index = parse_pools(text)
+    match = index.match_domain("eu.newpool.example")
+    assert match is not None
+    assert match.coin == "monero"
+
+
+def test_signatures_import_dry_run(runner, tmp_path):
+    pools = tmp_path / "pools.yaml"
+    original = (REPOSITORY / "signatures" / "pools.yaml").read_text()
+    pools.write_text(original)
+    rules = tmp_path / "list.txt"
+    rules.write_text("another.example\n")
+    result = run(
+        runner,
+        "signatures",
+        "import",
+        "--format",
+        "domains",
+        "--dry-run",
+        "--into",
+        str(pools),
+        str(rules),
+    )
+    assert result.exit_code == 0
+    assert "dry run" in result.stdout
+    assert pools.read_text() == original
+
+
+def test_signatures_import_ndpi_list(runner, tmp_path, real_pcaps):
+    pools = tmp_path / "pools.yaml"
+    pools.write_text((REPOSITORY / "signatures" / "pools.yaml").read_text())
+    result = run(
+        runner,
+        "signatures",
+        "import",
+        "--format",
+        "domains",
+        "--kind",
+        "webminer",
+        "--into",
+        str(pools),
+        str(real_pcaps / "ndpi" / "mining_hosts.txt"),
+    )
+    assert result.exit_code == 0, result.output
+    check = run(runner, "signatures", "check", str(REPOSITORY / "signatures"))
+    assert check.exit_code == 0
+    from detector.signatures import parse_pools
+
+    index = parse_pools(pools.read_text())
+    assert index.match_domain("coinhive.com") is not None
+    assert index.match_domain("load.jsecoin.com") is not None
+    assert index.match_domain("1.debian.pool.ntp.org") is None
+
+
+def test_signatures_import_bad_format(runner, tmp_path):
+    rules = tmp_path / "list.txt"
+    rules.write_text("a.example\n")
+    result = run(runner, "signatures", "import", "--format", "csv", str(rules))
+    assert result.exit_code == EXIT_ERROR
+    assert "unknown list format" in result.stderr
