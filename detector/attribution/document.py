@@ -212,6 +212,8 @@ def _parse_address(
 ) -> Binding:
     if isinstance(item, str):
         item = {"address": item}
+    elif not isinstance(item, Mapping):
+        reader.fail(key, f"must be an address or a mapping, not {item!r}")
     entry = reader.mapping(item, key, _ADDRESS_KEYS)
     text = reader.text(entry.get("address"), f"{key}.address", required=True)
     assert text is not None
@@ -245,6 +247,8 @@ def _parse_interface(
 ) -> Binding:
     if isinstance(item, str):
         item = {"name": item}
+    elif not isinstance(item, Mapping):
+        reader.fail(key, f"must be an interface name or a mapping, not {item!r}")
     entry = reader.mapping(item, key, _INTERFACE_KEYS)
     name = reader.text(entry.get("name"), f"{key}.name", required=True)
     assert name is not None

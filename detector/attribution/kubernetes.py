@@ -142,11 +142,13 @@ def _add_pod(
     status = _mapping(pod.get("status") or {}, source, f"{key}.status")
     name = _text(metadata.get("name"), source, f"{key}.metadata.name")
     uid = _text(metadata.get("uid"), source, f"{key}.metadata.uid")
-    namespace = metadata.get("namespace") or "default"
-    labels = {
-        str(label): str(value)
-        for label, value in (metadata.get("labels") or {}).items()
-    }
+    namespace = _optional_text(
+        metadata.get("namespace"), source, f"{key}.metadata.namespace"
+    )
+    labels_found = _mapping(
+        metadata.get("labels") or {}, source, f"{key}.metadata.labels"
+    )
+    labels = {str(label): str(value) for label, value in labels_found.items()}
     containers = _containers(spec, status, source, key)
     if not containers:
         raise InventoryError(source, "pod has no containers", f"{key}.spec.containers")
@@ -164,8 +166,8 @@ def _add_pod(
         runtime="kubernetes",
         labels=labels,
         pod=name,
-        namespace=str(namespace),
-        node=spec.get("nodeName"),
+        namespace=namespace or "default",
+        node=_optional_text(spec.get("nodeName"), source, f"{key}.spec.nodeName"),
         pod_uid=uid,
         members=tuple(entry["name"] for entry in containers),
     )
@@ -195,24 +197,28 @@ def _containers(
     """List a pod's containers in spec order with their id, image and times."""
     found = []
     for spec_list, status_list in _CONTAINER_LISTS:
+        status_entries = _list(status.get(status_list), source, f"{key}.status")
         statuses = {
             entry.get("name"): entry
-            for entry in status.get(status_list) or []
+            for entry in status_entries
             if isinstance(entry, Mapping)
         }
-        for position, entry in enumerate(spec.get(spec_list) or []):
+        containers = _list(spec.get(spec_list), source, f"{key}.spec.{spec_list}")
+        for position, entry in enumerate(containers):
             where = f"{key}.spec.{spec_list}[{position}]"
             if not isinstance(entry, Mapping):
                 raise InventoryError(source, "must be a container object", where)
             name = _text(entry.get("name"), source, f"{where}.name")
             current = statuses.get(name) or {}
             raw_id = current.get("containerID")
+            image = current.get("image") or entry.get("image")
+            state = _mapping(current.get("state") or {}, source, f"{where}.state")
             found.append(
                 {
                     "name": name,
                     "id": container_id(raw_id) if isinstance(raw_id, str) else None,
-                    "image": current.get("image") or entry.get("image"),
-                    "state": current.get("state") or {},
+                    "image": image if isinstance(image, str) else None,
+                    "state": state,
                 }
             )
     return found
@@ -223,7 +229,8 @@ def _pod_addresses(status: Mapping[str, Any], source: str, key: str) -> list[str
     primary = status.get("podIP")
     if isinstance(primary, str) and primary:
         addresses.append(primary)
-    for position, entry in enumerate(status.get("podIPs") or []):
+    pod_ips = _list(status.get("podIPs"), source, f"{key}.status.podIPs")
+    for position, entry in enumerate(pod_ips):
         ip = entry.get("ip") if isinstance(entry, Mapping) else None
         if not isinstance(ip, str):
             raise InventoryError(
@@ -249,10 +256,12 @@ def _pod_lifetime(
         start = parse_time(status.get("startTime") or metadata.get("creationTimestamp"))
         if status.get("phase") not in FINISHED_PHASES:
             return start, None
-        finished = [
-            parse_time((entry["state"].get("terminated") or {}).get("finishedAt"))
-            for entry in containers
-        ]
+        finished = []
+        for entry in containers:
+            terminated = entry["state"].get("terminated") or {}
+            if not isinstance(terminated, Mapping):
+                raise ValueError("state.terminated must be an object")
+            finished.append(parse_time(terminated.get("finishedAt")))
     except ValueError as exc:
         raise InventoryError(source, str(exc), f"{key}.status") from exc
     known = [moment for moment in finished if moment is not None]
@@ -266,6 +275,20 @@ def _mapping(value: object, source: str, key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InventoryError(source, "must be an object", key)
     return value
+
+
+def _list(value: object, source: str, key: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InventoryError(source, "must be a list", key)
+    return value
+
+
+def _optional_text(value: object, source: str, key: str) -> str | None:
+    if value is None or value == "":
+        return None
+    return _text(value, source, key)
 
 
 def _text(value: object, source: str, key: str) -> str:

@@ -33,8 +33,11 @@ def load_static(path: str | os.PathLike[str]) -> Inventory:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = "" if mark is None else f" at line {mark.line + 1}"
-        raise InventoryError(source, f"invalid YAML{where}: {exc}") from exc
+        problem = getattr(exc, "problem", None) or str(exc)
+        where = (
+            "" if mark is None else f" at line {mark.line + 1} column {mark.column + 1}"
+        )
+        raise InventoryError(source, f"invalid YAML{where}: {problem}") from exc
     return Inventory.from_document(
         data, source, default_runtime="static", require_header=False
     )
