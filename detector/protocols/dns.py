@@ -21,10 +21,10 @@ TYPE_CNAME = 5
 TYPE_AAAA = 28
 OPCODE_QUERY = 0
 
-# RFC 1035 section 2.3.4: a name takes at most 255 octets in wire form, each
-# label at most 63.
+# RFC 1035 section 2.3.4: a name takes at most 255 octets in wire form. Labels
+# are at most 63 octets because the top two bits of a length byte select the
+# label type.
 MAX_NAME_OCTETS = 255
-MAX_LABEL_OCTETS = 63
 
 # Compression pointers followed while reading one name. Encoders point each
 # name at a suffix written before it, so a chain is as long as the nesting of
@@ -126,7 +126,8 @@ def _format_label(label: bytes) -> str:
 def _read_name(data: bytes, offset: int, where: str) -> tuple[str, int]:
     """Read the name at ``offset``; return it and the offset just after it.
 
-    ``where`` names the name's place for error messages, such as "question 0".
+    ``where`` is the name's place in the message, such as "question 0", for
+    error messages.
 
     Raises:
         DecodeError: the name runs past the message, uses a reserved label

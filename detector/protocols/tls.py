@@ -47,7 +47,6 @@ EXTENSION_SIGNATURE_ALGORITHMS = 0x000D
 EXTENSION_ALPN = 0x0010
 EXTENSION_SUPPORTED_VERSIONS = 0x002B
 
-TLS_1_2 = 0x0303
 TLS_1_3 = 0x0304
 
 # The largest record any TLS version allows: 2**14 bytes of plaintext plus
@@ -97,10 +96,9 @@ _JA4_HASH_LENGTH = 12
 # JA4 caps the cipher and extension counts at two digits.
 _JA4_MAX_COUNT = 99
 
-# SSL 2.0 CLIENT-HELLO (RFC 6101 appendix E.2): message type 1, and a fixed
-# part of type, version and three lengths before the variable fields.
+# SSL 2.0 CLIENT-HELLO (RFC 6101 appendix E.2): message type 1, version, then
+# the lengths of the cipher specs (3 bytes each), session id and challenge.
 _SSL2_CLIENT_HELLO = 1
-_SSL2_FIXED_BYTES = 9
 _SSL2_CIPHER_SPEC_BYTES = 3
 _SSL2_SESSION_ID_LENGTHS = frozenset({0, 16})
 _SSL2_MIN_CHALLENGE = 16
@@ -130,7 +128,7 @@ class ClientHello:
 
     ``ja3`` is the JA3 string (Salesforce JA3) and ``ja3_hash`` its MD5;
     ``ja4`` is the JA4 fingerprint for TLS over TCP (FoxIO JA4). For a hello
-    in the SSL 2.0 format (``ssl2_format``), ``ciphers`` holds the 3-byte SSL
+    in the SSL 2.0 format (``ssl2_format``), ``ciphers`` contains the 3-byte SSL
     2.0 cipher kinds and the fingerprints are empty, because neither
     specification defines them for that format.
     """
@@ -204,8 +202,8 @@ class _Malformed(Exception):
         self.excerpt = excerpt[:MAX_EXCERPT_BYTES]
 
 
-class _Truncated(Exception):
-    """Raised by _Reader when a field runs past the end of its message."""
+class _Invalid(Exception):
+    """Raised while parsing a message whose fields are invalid or run past its end."""
 
 
 class _Reader:
@@ -223,7 +221,7 @@ class _Reader:
 
     def take(self, count: int) -> bytes:
         if count > self.end - self.position:
-            raise _Truncated
+            raise _Invalid
         start = self.position
         self.position += count
         return self.data[start : self.position]
@@ -237,7 +235,7 @@ class _Reader:
 
 def _uint16_values(body: bytes) -> tuple[int, ...]:
     if len(body) % 2:
-        raise _Truncated
+        raise _Invalid
     return tuple(
         int.from_bytes(body[index : index + 2], "big")
         for index in range(0, len(body), 2)
@@ -249,7 +247,7 @@ def _uint16_list(data: bytes, length_size: int) -> tuple[int, ...]:
     reader = _Reader(data)
     body = reader.vector(length_size)
     if reader.remaining():
-        raise _Truncated
+        raise _Invalid
     return _uint16_values(body)
 
 
@@ -257,7 +255,7 @@ def _uint8_list(data: bytes) -> tuple[int, ...]:
     reader = _Reader(data)
     body = reader.vector(1)
     if reader.remaining():
-        raise _Truncated
+        raise _Invalid
     return tuple(body)
 
 
@@ -267,7 +265,7 @@ def _parse_extensions(reader: _Reader) -> list[tuple[int, bytes]]:
         return []
     block = reader.vector(2)
     if reader.remaining():
-        raise _Truncated
+        raise _Invalid
     inner = _Reader(block)
     extensions = []
     while inner.remaining():
@@ -281,7 +279,7 @@ def _parse_server_name(data: bytes) -> str | None:
     reader = _Reader(data)
     names = _Reader(reader.vector(2))
     if reader.remaining():
-        raise _Truncated
+        raise _Invalid
     while names.remaining():
         name_type = names.uint(1)
         name = names.vector(2)
@@ -291,11 +289,14 @@ def _parse_server_name(data: bytes) -> str | None:
 
 
 def _host_name(raw: bytes) -> str:
-    if not raw or not raw.isascii():
-        # RFC 6066 section 3: a HostName is an ASCII DNS name, A-labels for
-        # internationalised names.
-        raise _Truncated
-    return raw.decode("ascii").rstrip(".").lower()
+    # RFC 6066 section 3: a HostName is an ASCII DNS name, A-labels for
+    # internationalised names.
+    if not raw.isascii():
+        raise _Invalid
+    name = raw.decode("ascii").rstrip(".").lower()
+    if not name:
+        raise _Invalid
+    return name
 
 
 def _parse_alpn(data: bytes) -> tuple[str, ...]:
@@ -303,7 +304,7 @@ def _parse_alpn(data: bytes) -> tuple[str, ...]:
     reader = _Reader(data)
     names = _Reader(reader.vector(2))
     if reader.remaining():
-        raise _Truncated
+        raise _Invalid
     protocols = []
     while names.remaining():
         protocols.append(names.vector(1).decode("latin-1"))
@@ -391,64 +392,87 @@ def parse_client_hello(body: bytes) -> ClientHello:
     """
     try:
         return _parse_client_hello(body)
-    except _Truncated:
+    except _Invalid:
         raise DecodeError("invalid TLS ClientHello") from None
 
 
-def _parse_client_hello(body: bytes) -> ClientHello:
-    reader = _Reader(body)
-    version = reader.uint(2)
-    if version >> 8 != 3:
-        raise _Truncated
-    reader.take(_RANDOM_BYTES)
-    if len(reader.vector(1)) > _MAX_SESSION_ID_BYTES:
-        raise _Truncated
-    ciphers = _uint16_values(reader.vector(2))
-    if not ciphers:
-        raise _Truncated
-    if not reader.vector(1):
-        raise _Truncated
+@dataclass(slots=True)
+class _HelloExtensions:
+    """The extension contents a ClientHello's fields and fingerprints need."""
+
     server_name: str | None = None
     alpn: tuple[str, ...] = ()
     groups: tuple[int, ...] = ()
     point_formats: tuple[int, ...] = ()
     sig_algs: tuple[int, ...] = ()
     supported_versions: tuple[int, ...] = ()
-    extensions = _parse_extensions(reader)
+
+
+def _read_hello_extensions(extensions: list[tuple[int, bytes]]) -> _HelloExtensions:
+    found = _HelloExtensions()
     seen: set[int] = set()
     for extension_type, data in extensions:
         if extension_type in seen:
-            # RFC 8446 section 4.2: an extension type appears at most once;
-            # only the first one counts.
+            # RFC 8446 section 4.2 allows one extension of each type; of
+            # repeats, only the first is decoded.
             continue
         seen.add(extension_type)
         if extension_type == EXTENSION_SERVER_NAME:
-            server_name = _parse_server_name(data)
+            found.server_name = _parse_server_name(data)
         elif extension_type == EXTENSION_ALPN:
-            alpn = _parse_alpn(data)
+            found.alpn = _parse_alpn(data)
         elif extension_type == EXTENSION_SUPPORTED_GROUPS:
-            groups = _uint16_list(data, 2)
+            found.groups = _uint16_list(data, 2)
         elif extension_type == EXTENSION_EC_POINT_FORMATS:
-            point_formats = _uint8_list(data)
+            found.point_formats = _uint8_list(data)
         elif extension_type == EXTENSION_SIGNATURE_ALGORITHMS:
-            sig_algs = _uint16_list(data, 2)
+            found.sig_algs = _uint16_list(data, 2)
         elif extension_type == EXTENSION_SUPPORTED_VERSIONS:
-            supported_versions = _uint16_list(data, 1)
+            found.supported_versions = _uint16_list(data, 1)
+    return found
+
+
+def _parse_client_hello(body: bytes) -> ClientHello:
+    reader = _Reader(body)
+    version = reader.uint(2)
+    if version >> 8 != 3:
+        raise _Invalid
+    reader.take(_RANDOM_BYTES)
+    if len(reader.vector(1)) > _MAX_SESSION_ID_BYTES:
+        raise _Invalid
+    ciphers = _uint16_values(reader.vector(2))
+    compression_methods = reader.vector(1)
+    if not ciphers or not compression_methods:
+        raise _Invalid
+
+    extensions = _parse_extensions(reader)
+    found = _read_hello_extensions(extensions)
     extension_types = tuple(extension_type for extension_type, _ in extensions)
-    ja3 = _ja3_string(version, ciphers, extension_types, groups, point_formats)
+
+    ja3 = _ja3_string(
+        version, ciphers, extension_types, found.groups, found.point_formats
+    )
+    ja4 = _ja4(
+        version,
+        found.supported_versions,
+        ciphers,
+        extension_types,
+        found.alpn,
+        found.sig_algs,
+    )
     return ClientHello(
-        server_name=server_name,
-        alpn=alpn,
+        server_name=found.server_name,
+        alpn=found.alpn,
         version=version,
         ciphers=ciphers,
         extensions=extension_types,
-        groups=groups,
-        point_formats=point_formats,
-        sig_algs=sig_algs,
+        groups=found.groups,
+        point_formats=found.point_formats,
+        sig_algs=found.sig_algs,
         ja3=ja3,
         ja3_hash=hashlib.md5(ja3.encode("ascii"), usedforsecurity=False).hexdigest(),
-        ja4=_ja4(version, supported_versions, ciphers, extension_types, alpn, sig_algs),
-        supported_versions=supported_versions,
+        ja4=ja4,
+        supported_versions=found.supported_versions,
     )
 
 
@@ -456,10 +480,10 @@ def _parse_ssl2_client_hello(body: bytes) -> ClientHello:
     """Parse an SSL 2.0 CLIENT-HELLO body, record header excluded."""
     reader = _Reader(body)
     if reader.uint(1) != _SSL2_CLIENT_HELLO:
-        raise _Truncated
+        raise _Invalid
     version = reader.uint(2)
     if version != 0x0002 and version >> 8 != 3:
-        raise _Truncated
+        raise _Invalid
     cipher_length = reader.uint(2)
     session_id_length = reader.uint(2)
     challenge_length = reader.uint(2)
@@ -470,7 +494,7 @@ def _parse_ssl2_client_hello(body: bytes) -> ClientHello:
         or not _SSL2_MIN_CHALLENGE <= challenge_length <= _SSL2_MAX_CHALLENGE
         or reader.remaining() != cipher_length + session_id_length + challenge_length
     ):
-        raise _Truncated
+        raise _Invalid
     specs = reader.take(cipher_length)
     ciphers = tuple(
         int.from_bytes(specs[index : index + _SSL2_CIPHER_SPEC_BYTES], "big")
@@ -501,7 +525,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
     """
     try:
         return _parse_server_hello(body)
-    except _Truncated:
+    except _Invalid:
         raise DecodeError("invalid TLS ServerHello") from None
 
 
@@ -509,10 +533,10 @@ def _parse_server_hello(body: bytes) -> ServerHello:
     reader = _Reader(body)
     version = reader.uint(2)
     if version >> 8 != 3:
-        raise _Truncated
+        raise _Invalid
     random = reader.take(_RANDOM_BYTES)
     if len(reader.vector(1)) > _MAX_SESSION_ID_BYTES:
-        raise _Truncated
+        raise _Invalid
     cipher = reader.uint(2)
     reader.take(1)
     extensions = _parse_extensions(reader)
@@ -522,12 +546,12 @@ def _parse_server_hello(body: bytes) -> ServerHello:
             # RFC 8446 section 4.2.1: the server sends the one version it
             # selected.
             if len(data) != 2:
-                raise _Truncated
+                raise _Invalid
             version = int.from_bytes(data, "big")
         elif extension_type == EXTENSION_ALPN:
             protocols = _parse_alpn(data)
             if len(protocols) != 1:
-                raise _Truncated
+                raise _Invalid
             alpn = protocols[0]
     return ServerHello(
         version=version,
@@ -708,7 +732,7 @@ def _leaf_certificate_names(body: bytes) -> tuple[str, ...] | None:
     reader = _Reader(body)
     chain = reader.vector(3)
     if reader.remaining():
-        raise _Truncated
+        raise _Invalid
     if not chain:
         return None
     leaf = _Reader(chain).vector(3)
@@ -762,7 +786,7 @@ class _HandshakeDecoder:
                 pass
         except _Malformed as error:
             messages.append(MalformedTls(error.reason, error.excerpt))
-            self._discarded_bytes += len(self._records)
+            self._discarded_bytes += len(self._records) + len(self._handshake)
             self._stop(_State.BROKEN)
         if self._state is _State.DONE:
             self._stop(_State.DONE)
@@ -790,7 +814,7 @@ class _HandshakeDecoder:
         raise NotImplementedError
 
     def _read_ssl2(self, messages: list[Any]) -> None:
-        raise _Malformed(REASON_NOT_TLS, bytes(self._records))
+        raise _Malformed(REASON_NOT_TLS, bytes(self._records[:MAX_EXCERPT_BYTES]))
 
     def _on_handshake(
         self, message_type: int, body: bytes, messages: list[Any]
@@ -814,7 +838,7 @@ class _HandshakeDecoder:
             or records[2] > 4
             or length > MAX_RECORD_LENGTH
         ):
-            raise _Malformed(REASON_INVALID_RECORD, bytes(records))
+            raise _Malformed(REASON_INVALID_RECORD, bytes(records[:MAX_EXCERPT_BYTES]))
         end = _RECORD_HEADER_BYTES + length
         if len(records) < end:
             return False
@@ -834,7 +858,9 @@ class _HandshakeDecoder:
         ):
             length = int.from_bytes(handshake[1:4], "big")
             if length > MAX_HANDSHAKE_BYTES:
-                raise _Malformed(REASON_HANDSHAKE_TOO_LONG, bytes(handshake))
+                raise _Malformed(
+                    REASON_HANDSHAKE_TOO_LONG, bytes(handshake[:MAX_EXCERPT_BYTES])
+                )
             end = _HANDSHAKE_HEADER_BYTES + length
             if len(handshake) < end:
                 return
@@ -848,7 +874,7 @@ class _HandshakeDecoder:
                 if not error.excerpt:
                     error.excerpt = excerpt
                 raise
-            except _Truncated:
+            except _Invalid:
                 raise _Malformed(self._invalid_reason(message_type), excerpt) from None
             except _DerError:
                 raise _Malformed(REASON_INVALID_CERTIFICATE, excerpt) from None
@@ -897,7 +923,7 @@ class TlsClientHelloDecoder(_HandshakeDecoder):
             return _State.RECORDS
         if first_byte & 0x80:
             return _State.SSL2
-        raise _Malformed(REASON_NOT_TLS, bytes(self._records))
+        raise _Malformed(REASON_NOT_TLS, bytes(self._records[:MAX_EXCERPT_BYTES]))
 
     def _read_ssl2(self, messages: list[Any]) -> None:
         records = self._records
@@ -911,8 +937,10 @@ class TlsClientHelloDecoder(_HandshakeDecoder):
         body = bytes(records[2 : 2 + length])
         try:
             messages.append(_parse_ssl2_client_hello(body))
-        except _Truncated:
-            raise _Malformed(REASON_NOT_TLS, bytes(records)) from None
+        except _Invalid:
+            raise _Malformed(
+                REASON_NOT_TLS, bytes(records[:MAX_EXCERPT_BYTES])
+            ) from None
         self._state = _State.DONE
 
     def _on_handshake(
@@ -958,7 +986,7 @@ class TlsServerDecoder(_HandshakeDecoder):
     def _start_state(self, first_byte: int) -> _State:
         if first_byte in (CONTENT_HANDSHAKE, CONTENT_ALERT):
             return _State.RECORDS
-        raise _Malformed(REASON_NOT_TLS, bytes(self._records))
+        raise _Malformed(REASON_NOT_TLS, bytes(self._records[:MAX_EXCERPT_BYTES]))
 
     def _on_other_record(self, content_type: int) -> None:
         hello = self._hello
