@@ -3,10 +3,12 @@
 :class:`PacketDecoder` turns each :class:`detector.model.Packet` into a
 :class:`detector.model.Segment`, or None for traffic that is not TCP or UDP
 over IP, and raises :class:`detector.errors.DecodeError` for malformed packets.
+:class:`BatchDecoder` does the same for a whole batch of packets at once.
 """
 
 from __future__ import annotations
 
+from detector.decode.batch import BatchDecoder, DecodedBatch, SegmentBatch
 from detector.decode.decoder import (
     MAX_IPV6_EXTENSION_HEADERS,
     MAX_TUNNEL_DEPTH,
@@ -21,6 +23,9 @@ from detector.decode.fragments import (
 from detector.decode.link import MAX_VLAN_TAGS, SUPPORTED_LINKTYPES, UnsupportedLinkType
 
 __all__ = [
+    "BatchDecoder",
+    "DecodedBatch",
+    "SegmentBatch",
     "FRAGMENT_TIMEOUT",
     "MAX_DATAGRAM_LENGTH",
     "MAX_FRAGMENT_BYTES",

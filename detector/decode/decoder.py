@@ -56,7 +56,7 @@ _IPV6_EXTENSION_HEADERS = {
     254: "experimental",
 }
 
-_IPV6_WALKED_HEADERS = frozenset(
+IPV6_WALKED_HEADERS = frozenset(
     {*_IPV6_EXTENSION_HEADERS, IPPROTO_AH, IPPROTO_FRAGMENT}
 )
 
@@ -124,6 +124,17 @@ class PacketDecoder:
     def fragments_expired(self) -> int:
         """Number of fragment sets dropped for timeout or for the memory limits."""
         return self._fragments.expired
+
+    def expire_fragments(self, now: float) -> None:
+        """Drop the fragment sets that timed out by ``now``, a capture timestamp.
+
+        :meth:`decode` does this for each packet it is given. A caller that
+        decodes some packets without it calls this with the latest timestamp
+        of those packets before the next :meth:`decode`, which leaves the same
+        fragment sets as decoding every packet would.
+        """
+        if now >= self._fragments.next_expiry:
+            self._fragments.expire(now)
 
     def decode(self, packet: Packet) -> Segment | None:
         """Return the TCP segment or UDP datagram carried by ``packet``.
@@ -289,7 +300,7 @@ class PacketDecoder:
                 )
             if next_header == IPPROTO_IPIP or next_header == IPPROTO_IPV6:
                 return self._tunnel(packet, next_header, data[start:end], depth)
-            if next_header not in _IPV6_WALKED_HEADERS:
+            if next_header not in IPV6_WALKED_HEADERS:
                 # ESP, no next header, ICMPv6 and any other upper layer.
                 return None
             extension_headers += 1

@@ -27,7 +27,7 @@ MAX_VLAN_TAGS = 8
 
 # Values up to 1500 in the EtherType position are IEEE 802.3 lengths, and an
 # LLC/SNAP header with this prefix then carries the EtherType (RFC 1042).
-_MAX_8023_LENGTH = 1500
+MAX_8023_LENGTH = 1500
 _SNAP_PREFIX = b"\xaa\xaa\x03\x00\x00\x00"
 
 _ETHERNET_HEADER_LENGTH = 14
@@ -36,7 +36,7 @@ _SLL2_HEADER_LENGTH = 20
 _LOOPBACK_HEADER_LENGTH = 4
 # Linux ARPHRD_NETLINK: the SLL protocol field contains a netlink family
 # instead of an EtherType.
-_ARPHRD_NETLINK = 824
+ARPHRD_NETLINK = 824
 
 # Address families in BSD loopback headers. AF_INET6 differs between systems:
 # 24 on NetBSD and OpenBSD, 28 on FreeBSD and 30 on macOS.
@@ -53,14 +53,14 @@ LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 # DLT_RAW is 12 on most BSDs and 14 on OpenBSD. libpcap writes 101 to files,
 # but older writers stored the platform value, so both are read as raw IP.
-_LINKTYPE_RAW_BSD = 12
-_LINKTYPE_RAW_OPENBSD = 14
+LINKTYPE_RAW_BSD = 12
+LINKTYPE_RAW_OPENBSD = 14
 
 SUPPORTED_LINKTYPES: dict[int, str] = {
     LINKTYPE_NULL: "NULL",
     LINKTYPE_ETHERNET: "ETHERNET",
-    _LINKTYPE_RAW_BSD: "RAW",
-    _LINKTYPE_RAW_OPENBSD: "RAW",
+    LINKTYPE_RAW_BSD: "RAW",
+    LINKTYPE_RAW_OPENBSD: "RAW",
     LINKTYPE_RAW: "RAW",
     LINKTYPE_LOOP: "LOOP",
     LINKTYPE_LINUX_SLL: "LINUX_SLL",
@@ -127,7 +127,7 @@ def skip_vlan_tags(data: bytes, ethertype: int, offset: int) -> tuple[int, int]:
             )
         ethertype = (data[offset + 2] << 8) | data[offset + 3]
         offset += 4
-    if ethertype <= _MAX_8023_LENGTH:
+    if ethertype <= MAX_8023_LENGTH:
         if data[offset : offset + 6] != _SNAP_PREFIX:
             return NOT_IP, offset
         if offset + 8 > len(data):
@@ -151,7 +151,7 @@ def decode_linux_sll(data: bytes) -> tuple[int, int]:
             f"Linux SLL header truncated: {len(data)} bytes captured, the header"
             f" is {_SLL_HEADER_LENGTH}"
         )
-    if ((data[2] << 8) | data[3]) == _ARPHRD_NETLINK:
+    if ((data[2] << 8) | data[3]) == ARPHRD_NETLINK:
         return NOT_IP, _SLL_HEADER_LENGTH
     protocol = (data[14] << 8) | data[15]
     return skip_vlan_tags(data, protocol, _SLL_HEADER_LENGTH)
@@ -168,7 +168,7 @@ def decode_linux_sll2(data: bytes) -> tuple[int, int]:
             f"Linux SLL2 header truncated: {len(data)} bytes captured, the header"
             f" is {_SLL2_HEADER_LENGTH}"
         )
-    if ((data[8] << 8) | data[9]) == _ARPHRD_NETLINK:
+    if ((data[8] << 8) | data[9]) == ARPHRD_NETLINK:
         return NOT_IP, _SLL2_HEADER_LENGTH
     protocol = (data[0] << 8) | data[1]
     return skip_vlan_tags(data, protocol, _SLL2_HEADER_LENGTH)
@@ -247,8 +247,8 @@ def _loopback_ethertype(family: int) -> int:
 LINK_DECODERS: dict[int, LinkDecoder] = {
     LINKTYPE_NULL: decode_null,
     LINKTYPE_ETHERNET: decode_ethernet,
-    _LINKTYPE_RAW_BSD: decode_raw_ip,
-    _LINKTYPE_RAW_OPENBSD: decode_raw_ip,
+    LINKTYPE_RAW_BSD: decode_raw_ip,
+    LINKTYPE_RAW_OPENBSD: decode_raw_ip,
     LINKTYPE_RAW: decode_raw_ip,
     LINKTYPE_LOOP: decode_loop,
     LINKTYPE_LINUX_SLL: decode_linux_sll,
