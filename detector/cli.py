@@ -25,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from detector import __version__
 from detector.errors import DetectorError
 from detector.flows.table import MAX_FLOWS
+from detector.model import Confidence, Detection
 from detector.scan import ScanReport, ScanStats, scan_paths
 from detector.signatures import Signatures, default_directory, load_signatures
 from detector.signatures.importers import IMPORT_FORMATS, import_list, merge_pools
@@ -42,6 +43,8 @@ EXIT_MINING = 1
 EXIT_ERROR = 2
 # 128 + SIGINT, as shells report a process ended by Ctrl-C.
 EXIT_INTERRUPTED = 130
+
+CONFIDENCE_NAMES = {level.label: level for level in Confidence}
 
 # Skipped lines of an imported list printed one by one; the rest are counted.
 IMPORT_SKIPPED_SHOWN = 20
@@ -107,12 +110,14 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def _summary(stats: ScanStats) -> str:
+def _summary(stats: ScanStats, reported: int) -> str:
+    hidden = stats.detections - reported
     parts = [
         _count(stats.files, "file"),
         _count(stats.packets, "packet"),
         _count(stats.flows, "flow") + " with payload",
-        _count(stats.detections, "mining detection"),
+        _count(reported, "mining detection")
+        + (f" ({hidden} weaker hidden by --min-confidence)" if hidden else ""),
         _count(stats.malformed_packets, "malformed packet") + " skipped",
         _count(stats.malformed_messages, "malformed message") + " skipped",
     ]
@@ -210,6 +215,15 @@ def scan(
             " seen flow that is not mining is evicted.",
         ),
     ] = MAX_FLOWS,
+    min_confidence: Annotated[
+        str,
+        typer.Option(
+            "--min-confidence",
+            help="Report detections of at least this confidence: high, medium or"
+            " low. Low findings (a behavioural score or a pool-list address"
+            " alone) are weak evidence and hidden by default.",
+        ),
+    ] = "medium",
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print no summary and no progress.")
     ] = False,
@@ -236,6 +250,13 @@ def scan(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    threshold = CONFIDENCE_NAMES.get(min_confidence)
+    if threshold is None:
+        err.print(
+            f"error: unknown confidence {min_confidence!r}; choose one of "
+            + ", ".join(CONFIDENCE_NAMES)
+        )
+        raise typer.Exit(EXIT_ERROR)
     signatures = _load(signatures_dir)
     fmt = _choose_format(output_format, output)
     if output is not None and (overwritten := _same_file(output, paths)) is not None:
@@ -263,6 +284,7 @@ def scan(
             is_terminal,
             max_flows,
             show_progress=not quiet and sys.stderr.isatty(),
+            min_confidence=threshold,
         )
     except OutputClosed as closed:
         # The reader of standard output went away (``| head``): stop quietly,
@@ -286,14 +308,15 @@ def scan(
     if not report.files:
         err.print("error: no capture files found in the given paths")
         raise typer.Exit(EXIT_ERROR)
+    reported = [d for d in report.detections if d.confidence >= threshold]
     if not quiet:
-        err.print(_summary(report.stats))
+        err.print(_summary(report.stats, len(reported)))
     if report.interrupted:
         err.print("interrupted: the flows read so far were judged and written")
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.errors:
         raise typer.Exit(EXIT_ERROR)
-    raise typer.Exit(EXIT_MINING if report.detections else EXIT_CLEAN)
+    raise typer.Exit(EXIT_MINING if reported else EXIT_CLEAN)
 
 
 def _close_quietly(stream: TextIO) -> None:
@@ -313,8 +336,14 @@ def _run_scan(
     is_terminal: bool,
     max_flows: int,
     show_progress: bool,
+    min_confidence: Confidence,
 ) -> ScanReport:
     writer = _open_writer(fmt, stream, redact_wallets, is_terminal)
+
+    def on_detection(detection: Detection) -> None:
+        if detection.confidence >= min_confidence:
+            writer.write(detection)
+
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -339,7 +368,7 @@ def _run_scan(
             signatures,
             progress=on_progress,
             max_flows=max_flows,
-            on_detection=writer.write,
+            on_detection=on_detection,
         )
     finally:
         progress.stop()

@@ -142,6 +142,11 @@ class MiningFields:
     shares_submitted: int = 0
     shares_accepted: int = 0
     shares_rejected: int = 0
+    tls_server_name: str | None = None
+    ja3: str | None = None
+    ja4: str | None = None
+    proxy_target: str | None = None
+    dns_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,3 +212,4 @@ class Detection:
     counters: FlowCounters
     stream_gaps: int = 0
     attribution: Attribution | None = None
+    session_id: str | None = None

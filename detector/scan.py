@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 
 from detector.capture import open_capture
 from detector.decode import SUPPORTED_LINKTYPES, PacketDecoder, UnsupportedLinkType
+from detector.engine.context import InspectionContext
 from detector.engine.inspector import FlowInspector
 from detector.errors import CaptureError, DecodeError
 from detector.flows.table import MAX_FLOWS, Flow, FlowTable
@@ -116,10 +117,14 @@ class CaptureScanner:
         source: str,
         max_flows: int = MAX_FLOWS,
         on_detection: DetectionCallback | None = None,
+        context: InspectionContext | None = None,
     ) -> None:
         self.signatures = signatures
         self.source = source
         self.on_detection = on_detection
+        # Shared with the other files of a scan, so DNS answers and sessions
+        # carry over from one capture to the next.
+        self.context = context if context is not None else InspectionContext()
         self.decoder = PacketDecoder()
         self.table = FlowTable(max_flows=max_flows, server_ports=signatures.pool_ports)
         self.result = FileResult(source=source)
@@ -199,7 +204,7 @@ class CaptureScanner:
                     # The SYN fixes the initial sequence number of the stream.
                     flow.stream(direction).add(segment.seq, b"", syn=True)
                 return
-            inspector = FlowInspector(self.signatures, flow.key)
+            inspector = FlowInspector(self.signatures, flow.key, self.context)
             flow.state = inspector
             self.result.stats.flows += 1
         assert isinstance(inspector, FlowInspector)
@@ -297,13 +302,15 @@ def scan_file(
     progress: ProgressCallback | None = None,
     max_flows: int = MAX_FLOWS,
     on_detection: DetectionCallback | None = None,
+    context: InspectionContext | None = None,
 ) -> FileResult:
     """Scan one capture file; errors end up in the result, never raised.
 
     ``on_detection`` is called with each detection as its flow ends, before
     the file is done; the result holds them all, sorted by first packet.
     """
-    return CaptureScanner(signatures, source, max_flows, on_detection).run(progress)
+    scanner = CaptureScanner(signatures, source, max_flows, on_detection, context)
+    return scanner.run(progress)
 
 
 def scan_paths(
@@ -319,10 +326,13 @@ def scan_paths(
     been judged; ``report.interrupted`` says so.
     """
     report = ScanReport()
+    context = InspectionContext()
     folder_errors: list[FileError] = []
     for source in expand_paths(paths, folder_errors):
         _report_folder_errors(report, folder_errors)
-        result = scan_file(source, signatures, progress, max_flows, on_detection)
+        result = scan_file(
+            source, signatures, progress, max_flows, on_detection, context
+        )
         report.files.append(result)
         report.stats.add(result.stats)
         if result.interrupted:

@@ -50,6 +50,8 @@ def test_sample_flows(name, signatures):
     for pair, flow in expected.items():
         mining = found[pair].mining
         assert mining.dialect == flow["dialect"], pair
+        expected_confidence = flow.get("confidence", "high")
+        assert found[pair].confidence.label == expected_confidence, pair
         for name_ in CHECKED_FIELDS:
             if name_ in flow:
                 assert getattr(mining, name_) == flow[name_], (pair, name_)
@@ -65,6 +67,7 @@ def test_samples_include_negatives_and_every_dialect():
         flow["dialect"] for entry in MANIFEST.values() for flow in entry["expected"]
     }
     assert dialects == {
+        "dns",
         "monero",
         "stratum-v1",
         "stratum-v1-zcash",

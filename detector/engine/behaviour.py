@@ -49,8 +49,8 @@ class FlowFeatures:
     packets_to_client: int
     bytes_to_server: int
     bytes_to_client: int
-    pushes_to_server: int
-    pushes_to_client: int
+    pushes_to_server: int | None = None
+    pushes_to_client: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,24 +76,28 @@ def score_flow(features: FlowFeatures) -> BehaviourScore | None:
     total_bytes = features.bytes_to_server + features.bytes_to_client
     mean_payload = total_bytes / (up + down)
     throughput = total_bytes / features.duration
-    push_share = (features.pushes_to_server + features.pushes_to_client) / (up + down)
     packet_ratio = max(up, down) / min(up, down)
     checks = {
         "small messages": mean_payload <= MAX_MEAN_PAYLOAD_BYTES,
         "low throughput": throughput <= MAX_BYTES_PER_SECOND,
-        "pushed writes": push_share >= MIN_PUSH_SHARE,
         "both directions talk": packet_ratio <= MAX_PACKET_RATIO,
         "long-lived": features.duration >= 2 * MIN_DURATION_SECONDS,
     }
+    values = {
+        "duration_s": round(features.duration, 3),
+        "mean_payload_bytes": round(mean_payload, 1),
+        "bytes_per_second": round(throughput, 1),
+        "packet_ratio": round(packet_ratio, 2),
+    }
+    # Push counts are optional: a flow table that does not count PSH flags
+    # leaves them out, and the score is taken over the other checks.
+    if features.pushes_to_server is not None and features.pushes_to_client is not None:
+        push_share = (features.pushes_to_server + features.pushes_to_client) / (
+            up + down
+        )
+        checks["pushed writes"] = push_share >= MIN_PUSH_SHARE
+        values["push_share"] = round(push_share, 3)
     reasons = tuple(name for name, passed in checks.items() if passed)
     return BehaviourScore(
-        score=len(reasons) / len(checks),
-        features={
-            "duration_s": round(features.duration, 3),
-            "mean_payload_bytes": round(mean_payload, 1),
-            "bytes_per_second": round(throughput, 1),
-            "push_share": round(push_share, 3),
-            "packet_ratio": round(packet_ratio, 2),
-        },
-        reasons=reasons,
+        score=len(reasons) / len(checks), features=values, reasons=reasons
     )

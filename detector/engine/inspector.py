@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
+from detector.engine.behaviour import FlowFeatures, score_flow
+from detector.engine.context import InspectionContext
 from detector.engine.rules import (
     METHOD_RULES,
     Observation,
@@ -22,6 +24,7 @@ from detector.engine.rules import (
     is_hex,
     is_monero_job,
 )
+from detector.errors import DecodeError
 from detector.flows.reassembly import StreamData
 from detector.model import (
     Confidence,
@@ -33,15 +36,36 @@ from detector.model import (
     MiningFields,
 )
 from detector.protocols import (
+    ClientHello,
+    DnsMessage,
+    DnsTcpDecoder,
     HttpDecoder,
     HttpRequest,
     HttpResponse,
     JsonLineDecoder,
     JsonMessage,
     MalformedLine,
+    MalformedSocks,
+    ServerCertificate,
+    ServerHello,
+    SocksConnect,
+    SocksDecoder,
+    SocksReplyDecoder,
+    TlsClientHelloDecoder,
+    TlsServerDecoder,
+    WebMinerMessage,
+    WebSocketBinary,
+    WebSocketDecoder,
+    WebSocketText,
     identify,
+    looks_like_noise_act1,
+    parse_dns,
+    parse_setup_connection,
+    parse_webminer,
+    resolve_chain,
 )
 from detector.signatures import Signatures
+from detector.signatures.pools import PoolMatch
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +95,8 @@ MAX_HTTP_JSON_BYTES = 256 * 1024
 # When several dialects fit the evidence, the first in this order wins. The
 # order puts the dialect with the most specific messages first.
 DIALECT_PREFERENCE = (
+    "stratum-v2",
+    "webminer",
     "ethereumstratum-2",
     "monero",
     "ethproxy",
@@ -80,6 +106,9 @@ DIALECT_PREFERENCE = (
     "ethereumstratum-1",
     "stratum-v1-zcash",
     "stratum-v1",
+    "dns",
+    "socks",
+    "tls",
 )
 
 # Coins whose addresses are long and shaped enough that one in a login marks
@@ -91,6 +120,55 @@ DISTINCTIVE_WALLET_COINS = frozenset({"monero"})
 # the first few messages, and a busy JSON-RPC service would otherwise be parsed
 # up to the reassembly depth.
 MAX_MESSAGES_WITHOUT_EVIDENCE = 200
+
+# DNS over UDP or TCP, and multicast DNS.
+DNS_PORTS = frozenset({53, 5353})
+
+# Datagrams decoded per UDP flow: a lookup is a query and its answer; a
+# long-lived multicast DNS flow is sampled, not followed for ever.
+MAX_DNS_DATAGRAMS = 64
+
+# Questions looked at per DNS message; real messages carry one.
+MAX_DNS_QUESTIONS = 4
+
+# Server names remembered per flow (SNI, Host, proxy target, certificate
+# names) and certificate names matched against the pool list.
+MAX_NAMES = 16
+MAX_CERTIFICATE_NAMES = 8
+
+# Stratum V2's de-facto port (the specification's example URL) and the size
+# of the Noise handshake's first client message.
+SV2_PORT = 34254
+NOISE_ACT1_BYTES = 64
+
+TLS_1_3 = 0x0304
+
+# SOCKS5 authentication methods a greeting may offer (RFC 1928 section 3):
+# none, GSSAPI, username/password, and the IANA-assigned 0x03-0x09.
+SOCKS5_METHODS = frozenset(range(0x00, 0x0A))
+
+# Where a name came from, as the evidence describes it.
+POOL_NAME_SOURCES = {
+    "tls.sni": "the TLS server name (SNI)",
+    "tls.certificate": "the server's certificate",
+    "http.host": "the HTTP Host header",
+    "http.connect": "the HTTP CONNECT target",
+    "socks.target": "the SOCKS CONNECT target",
+    "dns.query": "a DNS query",
+    "dns.pool_address": "a DNS answer for the server address",
+    "stratum.pool_host": "the Stratum messages",
+    "sv2.endpoint": "the Stratum V2 SetupConnection",
+}
+
+# Evidence that a flow talks to a listed pool by name. One such piece makes a
+# medium-confidence detection when the flow carries data both ways; a DNS
+# query for a pool is a finding by itself.
+POOL_NAME_KINDS = frozenset(POOL_NAME_SOURCES)
+
+# Evidence that only ever makes a low-confidence finding on its own.
+WEAK_FINDING_KINDS = frozenset(
+    {"network.pool_address", "behaviour.score", "sv2.noise_handshake"}
+)
 
 MINING_HTTP_REQUEST_HEADERS = ("x-mining-extensions", "x-mining-hashrate")
 MINING_HTTP_RESPONSE_HEADERS = ("x-long-polling", "x-stratum", "x-roll-ntime")
@@ -106,19 +184,33 @@ class _EvidenceTally:
 
 @dataclass(slots=True)
 class _DirectionState:
-    mode: str = "undecided"  # undecided, json, http, other
+    # undecided, json, http, tls, socks, websocket, dns or other; "other"
+    # means nothing more is read from this direction.
+    mode: str = "undecided"
     pending: bytearray = field(default_factory=bytearray)
-    json_decoder: JsonLineDecoder | None = None
-    http_decoder: HttpDecoder | None = None
+    decoder: Any = None
+    # Bytes fed to the current decoder, to find where a tunnel it reports
+    # (CONNECT, SOCKS, WebSocket upgrade) starts within the latest chunk.
+    fed: int = 0
+    upgrade_websocket: bool = False
     malformed: int = 0
 
 
 class FlowInspector:
     """Decode one flow's streams and collect the evidence of mining in them."""
 
+    _handlers: ClassVar[
+        dict[str, Callable[[FlowInspector, Direction, Iterable[object], float], None]]
+    ]
+
     __slots__ = (
         "signatures",
         "key",
+        "context",
+        "_names",
+        "_socks",
+        "_http_methods_sent",
+        "_datagrams",
         "_directions",
         "_evidence",
         "_dialect_votes",
@@ -134,9 +226,21 @@ class FlowInspector:
         "messages",
     )
 
-    def __init__(self, signatures: Signatures, key: FlowKey) -> None:
+    def __init__(
+        self,
+        signatures: Signatures,
+        key: FlowKey,
+        context: InspectionContext | None = None,
+    ) -> None:
         self.signatures = signatures
         self.key = key
+        self.context = context if context is not None else InspectionContext()
+        # Host names the flow names its server by (SNI, Host, proxy target,
+        # DNS), in the order seen.
+        self._names: list[str] = []
+        self._socks = False
+        self._http_methods_sent: list[str] = []
+        self._datagrams = 0
         self._directions = {
             Direction.TO_SERVER: _DirectionState(),
             Direction.TO_CLIENT: _DirectionState(),
@@ -182,44 +286,71 @@ class FlowInspector:
                 self._on_gap(state)
             if state.mode == "other" or not chunk.data:
                 continue
-            if state.mode == "undecided":
-                self._choose_decoder(state, direction, chunk.data, timestamp)
-            else:
-                self._decode(state, direction, chunk.data, timestamp)
+            self._push(state, direction, chunk.data, timestamp)
+
+    def _push(
+        self,
+        state: _DirectionState,
+        direction: Direction,
+        data: bytes,
+        timestamp: float,
+    ) -> None:
+        if state.mode == "undecided":
+            self._choose_decoder(state, direction, data, timestamp)
+        elif state.mode != "other":
+            self._decode(state, direction, data, timestamp)
 
     def feed_datagram(
         self, direction: Direction, payload: bytes, timestamp: float
     ) -> None:
-        """Decode one UDP payload. Stratum runs over TCP only, so this only
-        records that the flow carries no mining protocol."""
-        for state in self._directions.values():
-            state.mode = "other"
+        """Decode one UDP payload: DNS on its ports, nothing else.
+
+        Stratum runs over TCP only, so a UDP flow that is not DNS is given up.
+        """
+        self._datagrams += 1
+        if (
+            self.key.server_port not in DNS_PORTS
+            and self.key.client_port not in DNS_PORTS
+        ) or self._datagrams > MAX_DNS_DATAGRAMS:
+            self._give_up()
+            return
+        try:
+            message = parse_dns(payload)
+        except DecodeError:
+            self.malformed_messages += 1
+            return
+        self.messages += 1
+        self._on_dns(message, direction, timestamp)
 
     def finish(self, timestamp: float) -> None:
         """End both streams: decode what a last unterminated message held."""
         for direction, state in self._directions.items():
-            if state.mode == "json" and state.json_decoder is not None:
-                self._on_json_events(direction, state.json_decoder.finish(), timestamp)
-            elif state.mode == "http" and state.http_decoder is not None:
-                self._on_http_events(direction, state.http_decoder.finish(), timestamp)
+            if state.mode != "other" and state.decoder is not None:
+                self._dispatch(state, direction, state.decoder.finish(), timestamp)
 
     def _fruitless(self) -> bool:
         return self.messages >= MAX_MESSAGES_WITHOUT_EVIDENCE and not self._evidence
 
     def _give_up(self) -> None:
         for state in self._directions.values():
-            state.mode = "other"
-            state.json_decoder = None
-            state.http_decoder = None
-            state.pending = bytearray()
+            self._stop(state)
+
+    @staticmethod
+    def _stop(state: _DirectionState) -> None:
+        state.mode = "other"
+        state.decoder = None
+        state.pending = bytearray()
 
     def _on_gap(self, state: _DirectionState) -> None:
-        if state.json_decoder is not None:
-            state.json_decoder.gap()
-        if state.http_decoder is not None:
-            state.http_decoder.gap()
+        if state.decoder is not None:
+            state.decoder.gap()
         if state.mode == "undecided":
             state.pending.clear()
+
+    def _start(self, state: _DirectionState, mode: str, decoder: Any) -> None:
+        state.mode = mode
+        state.decoder = decoder
+        state.fed = 0
 
     def _choose_decoder(
         self,
@@ -229,34 +360,104 @@ class FlowInspector:
         timestamp: float,
     ) -> None:
         state.pending += data
-        kind = identify(bytes(state.pending))
-        if kind == "incomplete":
-            return
         buffered = bytes(state.pending)
-        state.pending = bytearray()
-        if kind == "json":
-            state.mode = "json"
-            state.json_decoder = JsonLineDecoder()
-            self._decode(state, direction, buffered, timestamp)
-        elif kind == "http":
-            state.mode = "http"
-            state.http_decoder = HttpDecoder()
-            self._decode(state, direction, buffered, timestamp)
+        to_server = direction is Direction.TO_SERVER
+        ports = (self.key.server_port, self.key.client_port)
+        decoder: Any
+        if DNS_PORTS.intersection(ports):
+            mode, decoder = "dns", DnsTcpDecoder()
+        elif to_server and _looks_like_socks(buffered):
+            self._socks = True
+            mode, decoder = "socks", SocksDecoder()
+        elif not to_server and self._socks:
+            mode, decoder = "socks", SocksReplyDecoder()
+        elif to_server and self._inspect_sv2(buffered, timestamp):
+            self._stop(state)
+            return
         else:
-            # A capture that starts mid-session starts mid-line: resume at the
-            # first line that opens a JSON object. Only text can be the tail of
-            # a Stratum line, so a binary stream is given up at once.
-            start = buffered.find(b"\n{", 0, MID_SESSION_SEARCH_BYTES)
-            if kind != "unknown" or not _is_text(buffered[:TEXT_PROBE_BYTES]):
-                state.mode = "other"
-            elif start >= 0:
-                state.mode = "json"
-                state.json_decoder = JsonLineDecoder()
-                self._decode(state, direction, buffered[start + 1 :], timestamp)
-            elif len(buffered) < MID_SESSION_SEARCH_BYTES:
-                state.pending = bytearray(buffered)
+            kind = identify(buffered)
+            if kind == "incomplete":
+                return
+            if kind == "json":
+                mode, decoder = "json", JsonLineDecoder()
+            elif kind == "http":
+                mode, decoder = "http", HttpDecoder()
+                if not to_server:
+                    for method in self._http_methods_sent:
+                        decoder.expect_response_to(method)
+            elif kind == "tls":
+                mode = "tls"
+                decoder = TlsClientHelloDecoder() if to_server else TlsServerDecoder()
             else:
-                state.mode = "other"
+                state.pending = bytearray()
+                self._resume_mid_line(state, direction, buffered, timestamp)
+                return
+        state.pending = bytearray()
+        self._start(state, mode, decoder)
+        self._decode(state, direction, buffered, timestamp)
+
+    def _resume_mid_line(
+        self,
+        state: _DirectionState,
+        direction: Direction,
+        buffered: bytes,
+        timestamp: float,
+    ) -> None:
+        # A capture that starts mid-session starts mid-line: resume at the
+        # first line that opens a JSON object. Only text can be the tail of a
+        # Stratum line, so a binary stream is given up at once.
+        if not _is_text(buffered[:TEXT_PROBE_BYTES]):
+            self._stop(state)
+            return
+        start = buffered.find(b"\n{", 0, MID_SESSION_SEARCH_BYTES)
+        if start >= 0:
+            self._start(state, "json", JsonLineDecoder())
+            self._decode(state, direction, buffered[start + 1 :], timestamp)
+        elif len(buffered) < MID_SESSION_SEARCH_BYTES:
+            state.pending = bytearray(buffered)
+        else:
+            self._stop(state)
+
+    def _inspect_sv2(self, buffered: bytes, timestamp: float) -> bool:
+        """Look for a Stratum V2 start; return whether the stream is SV2."""
+        if buffered[:3] == b"\x00\x00\x00":
+            setup = parse_setup_connection(buffered)
+            if setup is not None:
+                self._record(
+                    Evidence(
+                        kind="sv2.setup_connection",
+                        confidence=Confidence.HIGH,
+                        description="plaintext Stratum V2 SetupConnection",
+                        timestamp=timestamp,
+                        direction=Direction.TO_SERVER,
+                        detail={
+                            "host": setup.endpoint_host[:200],
+                            "vendor": setup.vendor[:200],
+                        },
+                    )
+                )
+                self._add_dialect("stratum-v2", 4)
+                self._add_name(setup.endpoint_host, timestamp, "sv2.endpoint")
+                return True
+        if (
+            self.key.server_port == SV2_PORT
+            and len(buffered) == NOISE_ACT1_BYTES
+            and looks_like_noise_act1(buffered)
+        ):
+            self._record(
+                Evidence(
+                    kind="sv2.noise_handshake",
+                    confidence=Confidence.LOW,
+                    description="64-byte first message on the Stratum V2 port, the"
+                    " shape of a Noise handshake",
+                    timestamp=timestamp,
+                    direction=Direction.TO_SERVER,
+                    detail={"port": SV2_PORT},
+                )
+            )
+            self._add_dialect("stratum-v2", 1)
+            return True
+        return False
 
     def _decode(
         self,
@@ -265,10 +466,35 @@ class FlowInspector:
         data: bytes,
         timestamp: float,
     ) -> None:
-        if state.json_decoder is not None:
-            self._on_json_events(direction, state.json_decoder.feed(data), timestamp)
-        elif state.http_decoder is not None:
-            self._on_http_events(direction, state.http_decoder.feed(data), timestamp)
+        decoder = state.decoder
+        before = state.fed
+        state.fed += len(data)
+        self._dispatch(state, direction, decoder.feed(data), timestamp)
+        if state.decoder is not decoder or state.mode == "other":
+            return
+        tunnel = getattr(decoder, "tunnel_offset", None)
+        if tunnel is None:
+            return
+        # The handshake (CONNECT, SOCKS, an HTTP upgrade) is over: what
+        # follows is another protocol, chosen afresh from its first bytes.
+        rest = data[max(tunnel - before, 0) :]
+        if state.mode == "http" and state.upgrade_websocket:
+            masked = direction is Direction.TO_SERVER
+            self._start(state, "websocket", WebSocketDecoder(masked_expected=masked))
+        else:
+            self._start(state, "undecided", None)
+        if rest:
+            self._push(state, direction, rest, timestamp)
+
+    def _dispatch(
+        self,
+        state: _DirectionState,
+        direction: Direction,
+        events: Iterable[object],
+        timestamp: float,
+    ) -> None:
+        handler = self._handlers[state.mode]
+        handler(self, direction, events, timestamp)
 
     # -- messages ----------------------------------------------------------
 
@@ -478,8 +704,20 @@ class FlowInspector:
                 )
             )
         host = headers.get("host")
-        if host and "pool_host" not in self._fields:
-            self._fields["http_host"] = host.rsplit(":", 1)[0] if ":" in host else host
+        if host:
+            self._fields.setdefault("http_host", _strip_port(host))
+            self._add_name(host, timestamp, "http.host")
+        method = request.method.upper()
+        if method == "CONNECT":
+            self._fields.setdefault("proxy_target", request.target[:300])
+            self._add_name(request.target, timestamp, "http.connect")
+        upgrade = headers.get("upgrade", "").lower()
+        if "websocket" in upgrade:
+            self._directions[direction].upgrade_websocket = True
+        self._http_methods_sent.append(method)
+        server_side = self._directions[Direction.TO_CLIENT]
+        if isinstance(server_side.decoder, HttpDecoder):
+            server_side.decoder.expect_response_to(method)
         value = _json_body(request.body)
         if value is not None:
             self._on_json(value, direction, timestamp)
@@ -506,9 +744,188 @@ class FlowInspector:
                     detail={name: headers[name][:200] for name in pool_headers},
                 )
             )
+        if response.status == 101 and "websocket" in headers.get("upgrade", "").lower():
+            self._directions[direction].upgrade_websocket = True
         value = _json_body(response.body)
         if value is not None:
             self._on_json(value, direction, timestamp)
+
+    # -- TLS, SOCKS, WebSocket and DNS ---------------------------------------
+
+    def _on_tls_events(
+        self, direction: Direction, events: Iterable[object], timestamp: float
+    ) -> None:
+        state = self._directions[direction]
+        for event in events:
+            if isinstance(event, ClientHello):
+                self.messages += 1
+                self._on_client_hello(event, timestamp)
+                # Everything after the hello is encrypted.
+                self._stop(state)
+                return
+            if isinstance(event, ServerCertificate):
+                self.messages += 1
+                self._fields.setdefault("certificate_names", event.names)
+                for name in event.names[:MAX_CERTIFICATE_NAMES]:
+                    self._add_name(name, timestamp, "tls.certificate")
+                self._stop(state)
+                return
+            if isinstance(event, ServerHello):
+                self.messages += 1
+                if event.version == TLS_1_3:
+                    # The certificate of TLS 1.3 is encrypted.
+                    self._stop(state)
+                    return
+            else:
+                self.malformed_messages += 1
+                self._stop(state)
+                return
+
+    def _on_client_hello(self, hello: ClientHello, timestamp: float) -> None:
+        if hello.ja3:
+            self._fields.setdefault("ja3", hello.ja3_hash)
+        if hello.ja4:
+            self._fields.setdefault("ja4", hello.ja4)
+        self._add_dialect("tls", 1)
+        if hello.server_name:
+            self._fields.setdefault("tls_server_name", hello.server_name)
+            self._add_name(hello.server_name, timestamp, "tls.sni")
+
+    def _on_socks_events(
+        self, direction: Direction, events: Iterable[object], timestamp: float
+    ) -> None:
+        for event in events:
+            if isinstance(event, SocksConnect):
+                self.messages += 1
+                self._add_dialect("socks", 1)
+                target = _endpoint_text(event.host, event.port)
+                self._fields.setdefault("proxy_target", target)
+                if event.by_name:
+                    self._add_name(event.host, timestamp, "socks.target")
+            elif isinstance(event, MalformedSocks):
+                self.malformed_messages += 1
+                self._stop(self._directions[direction])
+                if direction is Direction.TO_SERVER:
+                    self._socks = False
+                return
+
+    def _on_websocket_events(
+        self, direction: Direction, events: Iterable[object], timestamp: float
+    ) -> None:
+        for event in events:
+            if isinstance(event, WebSocketText):
+                self.messages += 1
+                self._on_websocket_text(event.text, direction, timestamp)
+            elif isinstance(event, WebSocketBinary):
+                self.messages += 1
+            else:
+                self.malformed_messages += 1
+            if self._fruitless():
+                self._give_up()
+                return
+
+    def _on_websocket_text(
+        self, text: str, direction: Direction, timestamp: float
+    ) -> None:
+        message = parse_webminer(text)
+        if message is not None:
+            self._observe_webminer(message, direction, timestamp)
+            return
+        # Some browser miners and proxies carry Stratum lines as they are.
+        value = _json_body(text.encode("utf-8", "surrogatepass"))
+        if value is not None:
+            self._on_json(value, direction, timestamp)
+
+    def _observe_webminer(
+        self, message: WebMinerMessage, direction: Direction, timestamp: float
+    ) -> None:
+        kind = message.kind
+        self._count_method(direction, kind)
+        if kind == "job":
+            self.jobs += 1
+        elif kind == "submit":
+            self.shares_submitted += 1
+        elif kind == "hash_accepted":
+            self.shares_accepted += 1
+        self._add_dialect("webminer", 4)
+        self._record(
+            Evidence(
+                kind=f"webminer.{kind}",
+                confidence=Confidence.HIGH,
+                description=f"browser miner {kind} message over WebSocket",
+                timestamp=timestamp,
+                direction=direction,
+            )
+        )
+
+    def _on_dns_events(
+        self, direction: Direction, events: Iterable[object], timestamp: float
+    ) -> None:
+        for event in events:
+            if isinstance(event, DnsMessage):
+                self.messages += 1
+                self._on_dns(event, direction, timestamp)
+            else:
+                self.malformed_messages += 1
+                self._stop(self._directions[direction])
+                return
+
+    def _on_dns(
+        self, message: DnsMessage, direction: Direction, timestamp: float
+    ) -> None:
+        if message.is_response and message.answers:
+            ttl = min(record.ttl for record in message.answers)
+            for address, names in resolve_chain(message).items():
+                self.context.dns_cache.add(address, names, ttl, timestamp)
+        for question in message.questions[:MAX_DNS_QUESTIONS]:
+            match = self.signatures.pools.match_domain(question.name)
+            if match is None:
+                continue
+            self._fields.setdefault("dns_query", question.name)
+            self._record_pool_name(
+                question.name, match, timestamp, direction, "dns.query"
+            )
+            self._add_dialect("dns", 1)
+
+    def _add_name(self, name: str, timestamp: float, kind: str) -> None:
+        """Record a name the flow gives its server, and match it to pools."""
+        host = _strip_port(name).strip().lower().rstrip(".")
+        if not host or len(self._names) >= MAX_NAMES or host in self._names:
+            return
+        self._names.append(host)
+        match = self.signatures.pools.match_domain(host)
+        if match is not None:
+            self._record_pool_name(host, match, timestamp, None, kind)
+
+    def _record_pool_name(
+        self,
+        name: str,
+        match: PoolMatch,
+        timestamp: float,
+        direction: Direction | None,
+        kind: str,
+    ) -> None:
+        self._fields.setdefault("pool_host", name)
+        self._record(
+            Evidence(
+                kind=kind,
+                confidence=Confidence.MEDIUM,
+                description=f"{POOL_NAME_SOURCES.get(kind, kind)} names {name},"
+                f" listed as a {match.kind} ({match.coin})",
+                timestamp=timestamp,
+                direction=direction,
+                detail={
+                    "name": name,
+                    "listed": match.matched_entry,
+                    "pool_kind": match.kind,
+                    "coin": match.coin,
+                    "list_source": match.source,
+                },
+            )
+        )
+
+    def _add_dialect(self, dialect: str, weight: int) -> None:
+        self._dialect_votes[dialect] = self._dialect_votes.get(dialect, 0) + weight
 
     # -- evidence ----------------------------------------------------------
 
@@ -543,12 +960,19 @@ class FlowInspector:
                 # ordinary logins, so they do not raise the confidence.
                 if match.coin in DISTINCTIVE_WALLET_COINS:
                     confidence = Confidence.HIGH
-        for name in ("algorithm", "pool_host"):
-            if isinstance(fields.get(name), str) and fields[name]:
-                self._fields.setdefault(name, fields[name])
+        algorithm = fields.get("algorithm")
+        if isinstance(algorithm, str) and algorithm:
+            self._fields.setdefault("algorithm", algorithm)
+        pool_host = fields.get("pool_host")
+        if isinstance(pool_host, str) and pool_host:
+            self._fields.setdefault("pool_host", pool_host)
+            self._add_name(pool_host, timestamp, "stratum.pool_host")
         if "reconnect_host" in fields:
             detail["host"] = fields["reconnect_host"]
             detail["port"] = fields["reconnect_port"]
+            self._add_name(
+                str(fields["reconnect_host"]), timestamp, "stratum.pool_host"
+            )
         agent = fields.get("agent")
         if isinstance(agent, str) and agent:
             if self._observe_agent(agent, timestamp):
@@ -609,20 +1033,42 @@ class FlowInspector:
     # -- verdict -----------------------------------------------------------
 
     def is_mining(self) -> bool:
-        """Whether the evidence so far makes this flow a mining flow.
+        """Whether the evidence so far makes this flow a mining flow of medium
+        confidence or more (the flow table keeps such flows when it is full)."""
+        verdict = self.verdict(carries_data=True)
+        return verdict is not None and verdict >= Confidence.MEDIUM
 
-        One high-confidence message suffices. Without one, two different kinds
-        of medium-confidence evidence are needed, because a single weak signal
-        never makes a detection.
+    def verdict(self, carries_data: bool) -> Confidence | None:
+        """Grade the evidence so far, or return None when it makes no finding.
+
+        High: one decoded mining message (an agent string alone is not one).
+        Medium: a listed pool named by SNI, Host, a proxy target or DNS, on a
+        flow that carries data both ways (a DNS query needs none), or two
+        different kinds of medium evidence. Low: an address from a pool
+        list, a behavioural score or a Stratum V2 handshake shape, alone. A
+        port never makes a finding.
         """
         medium_kinds = 0
+        named_pool = False
+        weak = False
         for tally in self._evidence.values():
-            if tally.evidence.confidence is Confidence.HIGH:
-                if tally.evidence.kind != "miner.agent":
-                    return True
-            elif tally.evidence.confidence is Confidence.MEDIUM:
+            evidence = tally.evidence
+            if evidence.confidence is Confidence.HIGH:
+                if evidence.kind != "miner.agent":
+                    return Confidence.HIGH
+            elif evidence.confidence is Confidence.MEDIUM:
                 medium_kinds += 1
-        return medium_kinds >= 2
+                if evidence.kind in POOL_NAME_KINDS and (
+                    carries_data or evidence.kind == "dns.query"
+                ):
+                    named_pool = True
+            elif evidence.kind in WEAK_FINDING_KINDS:
+                weak = True
+        if named_pool or medium_kinds >= 2:
+            return Confidence.MEDIUM
+        if weak:
+            return Confidence.LOW
+        return None
 
     def dialect(self) -> str:
         if not self._dialect_votes:
@@ -641,8 +1087,16 @@ class FlowInspector:
         counters: FlowCounters,
         pool_port_evidence: bool,
     ) -> Detection | None:
-        """Build the detection for this flow, or None when it is not mining."""
-        if not self.is_mining():
+        """Build the detection for this flow, or None when it makes no finding.
+
+        Evidence that needs the whole flow is added here: names a DNS answer
+        gave the server address, a pool-list address match and, for flows no
+        protocol could read, the behavioural score.
+        """
+        self._add_flow_evidence(first_seen, last_seen, counters)
+        carries_data = counters.bytes_to_server > 0 and counters.bytes_to_client > 0
+        confidence = self.verdict(carries_data)
+        if confidence is None:
             return None
         evidence = [
             _with_count(tally.evidence, tally.count)
@@ -660,7 +1114,6 @@ class FlowInspector:
                 )
             )
         evidence.sort(key=lambda item: (-item.confidence, item.timestamp))
-        confidence = max(item.confidence for item in evidence)
         fields = self._fields
         mining = MiningFields(
             dialect=self.dialect(),
@@ -678,8 +1131,13 @@ class FlowInspector:
             shares_submitted=self.shares_submitted,
             shares_accepted=self.shares_accepted,
             shares_rejected=self.shares_rejected,
+            tls_server_name=fields.get("tls_server_name"),
+            ja3=fields.get("ja3"),
+            ja4=fields.get("ja4"),
+            proxy_target=fields.get("proxy_target"),
+            dns_names=tuple(self._names),
         )
-        return Detection(
+        detection = Detection(
             source=source,
             flow=self.key,
             first_seen=first_seen,
@@ -690,6 +1148,104 @@ class FlowInspector:
             counters=counters,
             stream_gaps=self.stream_gaps,
         )
+        session = self.context.sessions.add(detection, mining.pool_host)
+        return replace(detection, session_id=session.id)
+
+    def _add_flow_evidence(
+        self, first_seen: float, last_seen: float, counters: FlowCounters
+    ) -> None:
+        server = self.key.server_ip
+        for name in self.context.dns_cache.names(server, first_seen):
+            match = self.signatures.pools.match_domain(name)
+            if match is not None:
+                if name not in self._names:
+                    self._names.append(name)
+                self._record_pool_name(
+                    name, match, first_seen, None, "dns.pool_address"
+                )
+                break
+        network = self.signatures.pools.match_address(server)
+        if network is not None:
+            self._record(
+                Evidence(
+                    kind="network.pool_address",
+                    confidence=Confidence.LOW,
+                    description=f"the server address is in {network.network}, listed"
+                    f" for {network.kind} ({network.coin})",
+                    timestamp=first_seen,
+                    detail={"network": network.network, "list_source": network.source},
+                )
+            )
+        if self._evidence and any(
+            tally.evidence.confidence >= Confidence.MEDIUM
+            for tally in self._evidence.values()
+        ):
+            return
+        if self.key.transport != "tcp" or self._read_a_protocol():
+            return
+        result = score_flow(
+            FlowFeatures(
+                duration=last_seen - first_seen,
+                packets_to_server=counters.packets_to_server,
+                packets_to_client=counters.packets_to_client,
+                bytes_to_server=counters.bytes_to_server,
+                bytes_to_client=counters.bytes_to_client,
+            )
+        )
+        if result is not None and result.suspicious:
+            self._record(
+                Evidence(
+                    kind="behaviour.score",
+                    confidence=Confidence.LOW,
+                    description="the flow has the shape of a mining session: "
+                    + ", ".join(result.reasons),
+                    timestamp=first_seen,
+                    detail={"score": result.score, **result.features},
+                )
+            )
+
+    def _read_a_protocol(self) -> bool:
+        """Whether a plaintext protocol (not TLS) was read from the flow, so
+        its shape says nothing that its messages did not."""
+        return bool(self._methods[Direction.TO_SERVER]) or any(
+            state.mode in ("json", "http", "dns") for state in self._directions.values()
+        )
+
+
+FlowInspector._handlers = {
+    "json": FlowInspector._on_json_events,
+    "http": FlowInspector._on_http_events,
+    "tls": FlowInspector._on_tls_events,
+    "socks": FlowInspector._on_socks_events,
+    "websocket": FlowInspector._on_websocket_events,
+    "dns": FlowInspector._on_dns_events,
+}
+
+
+def _looks_like_socks(data: bytes) -> bool:
+    """Whether a client stream opens with a SOCKS4 or SOCKS5 handshake."""
+    if len(data) < 2:
+        return False
+    if data[0] == 5:
+        # SOCKS5 greeting: version, the number of methods, the methods.
+        return 1 <= data[1] <= 9 and all(
+            method in SOCKS5_METHODS for method in data[2 : 2 + data[1]]
+        )
+    # SOCKS4 request: version, CONNECT (1) or BIND (2), port, address.
+    return data[0] == 4 and data[1] in (1, 2) and len(data) >= 9
+
+
+def _strip_port(host: str) -> str:
+    host = host.strip()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    if host.count(":") == 1:
+        return host.rsplit(":", 1)[0]
+    return host
+
+
+def _endpoint_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _with_count(evidence: Evidence, count: int) -> Evidence:

@@ -62,34 +62,35 @@ class SessionTracker:
     def add(self, detection: Detection, pool: str | None = None) -> Session:
         """Add a detection and return its session.
 
-        ``pool`` names the pool (a domain from the protocol, SNI or DNS); the
-        server address stands for it when no name is known, so a TLS attempt
-        and a plaintext retry to the same address share a session.
+        ``pool`` names the pool (a domain from the protocol, SNI or DNS). A
+        session is found by the client with the pool's name or with the
+        server address, so a TLS attempt known by its server name and a
+        plaintext retry known only by its address share a session.
         """
         flow = detection.flow
-        pool_key = (pool or flow.server_ip).lower()
-        key = (flow.client_ip, pool_key)
-        session = self._open.get(key)
-        if session is not None:
-            # Flows end, and so reach the tracker, in any order: measure the
-            # silence between the two time ranges whichever comes first.
-            silence = max(
-                detection.first_seen - session.last_seen,
-                session.first_seen - detection.last_seen,
-            )
-            if silence > self.gap:
-                session = None
+        keys = [(flow.client_ip, flow.server_ip)]
+        if pool:
+            keys.insert(0, (flow.client_ip, pool.lower()))
+        session = None
+        for key in keys:
+            candidate = self._open.get(key)
+            if candidate is not None and self._close_enough(candidate, detection):
+                session = candidate
+                break
         if session is None:
             if len(self._open) >= self.max_sessions:
                 oldest = min(self._open, key=lambda k: self._open[k].last_seen)
                 del self._open[oldest]
             session = Session(
-                id=_session_id(flow.client_ip, pool_key, detection.first_seen),
+                id=_session_id(flow.client_ip, keys[0][1], detection.first_seen),
                 client_ip=flow.client_ip,
                 pool=pool or flow.server_ip,
                 first_seen=detection.first_seen,
                 last_seen=detection.last_seen,
             )
+        elif pool and session.pool == flow.server_ip:
+            session.pool = pool
+        for key in keys:
             self._open[key] = session
         mining = detection.mining
         session.first_seen = min(session.first_seen, detection.first_seen)
@@ -104,6 +105,15 @@ class SessionTracker:
             session.dialects.add(mining.dialect)
         session.servers.add(f"{flow.server_ip}:{flow.server_port}")
         return session
+
+    def _close_enough(self, session: Session, detection: Detection) -> bool:
+        # Flows end, and so reach the tracker, in any order: measure the
+        # silence between the two time ranges whichever comes first.
+        silence = max(
+            detection.first_seen - session.last_seen,
+            session.first_seen - detection.last_seen,
+        )
+        return silence <= self.gap
 
     def should_alert(self, session: Session, timestamp: float) -> bool:
         """Whether a live sink should (re)send the session's alert now."""

@@ -25,8 +25,11 @@ ETHEREUMSTRATUM_2 = "ethereumstratum-2"
 KAWPOW = "kawpow"
 GETWORK = "getwork"
 GETBLOCKTEMPLATE = "getblocktemplate"
+# A DNS query for a listed pool: a finding of its own, made by the pool list.
+DNS = "dns"
 DIALECTS = frozenset(
     {
+        DNS,
         MONERO,
         STRATUM_V1,
         STRATUM_V1_ZCASH,
@@ -62,6 +65,7 @@ class ExpectedFlow:
     shares_accepted: int | None = None
     shares_rejected: int | None = None
     jobs: int | None = None
+    confidence: str | None = None
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
@@ -83,6 +87,7 @@ class ExpectedFlow:
             "shares_accepted": self.shares_accepted,
             "shares_rejected": self.shares_rejected,
             "jobs": self.jobs,
+            "confidence": self.confidence,
         }
         entry.update(
             {key: value for key, value in optional.items() if value is not None}

@@ -13,6 +13,7 @@ from detector.trafficgen.conversation import (
 from detector.trafficgen.messages import stratum_v1
 from detector.trafficgen.samples.bitcoin import CGMINER_AGENT, make_notify, unix_time
 from detector.trafficgen.samples.common import (
+    DNS,
     STRATUM_V1,
     ExpectedFlow,
     SampleFile,
@@ -23,6 +24,7 @@ from detector.trafficgen.samples.common import (
 )
 from detector.trafficgen.samples.monero import ACCEPTED, xmrig_expected, xmrig_session
 from detector.trafficgen.samples.negative import (
+    DNS_SERVER,
     WEB_SERVER,
     dns_lookup,
     http_get_steps,
@@ -105,6 +107,12 @@ def mixed_sample() -> SampleFile:
         ]
     )
     expected = [
+        ExpectedFlow(
+            client=Endpoint(monero_client.ip, 53114),
+            server=DNS_SERVER,
+            dialect=DNS,
+            confidence="medium",
+        ),
         xmrig_expected(monero_client, MONERO_POOL, monero_session, "web-7f9c"),
         ExpectedFlow(
             client=bitcoin_client,
