@@ -90,8 +90,16 @@ def parse_line(line: str) -> ConntrackEntry | None:
 
     Returns None for a line that is not an entry with ports (ICMP entries,
     the summary ``conntrack v1.4.7 ...: N flow entries have been shown.``,
-    empty lines). Raises ValueError for an entry line that cannot be read.
+    empty lines). Raises :class:`NatError` for an entry line that cannot be
+    read.
     """
+    try:
+        return _parse_words(line)
+    except ValueError as exc:
+        raise NatError("conntrack", str(exc)) from exc
+
+
+def _parse_words(line: str) -> ConntrackEntry | None:
     words = line.split()
     if not words or words[0] == "conntrack":
         return None
@@ -228,9 +236,9 @@ class NatTable:
         for number, line in enumerate(text.splitlines(), start=1):
             try:
                 entry = parse_line(line)
-            except ValueError as exc:
+            except NatError as exc:
                 table.malformed_lines += 1
-                log.warning("%s line %d skipped: %s", source, number, exc)
+                log.warning("%s line %d skipped: %s", source, number, exc.reason)
                 continue
             if entry is not None:
                 table.add(entry)

@@ -171,8 +171,7 @@ def _parse_container(
     reader: _Reader, item: object, key: str, default_runtime: str
 ) -> tuple[Container, list[Binding]]:
     entry = reader.mapping(item, key, _CONTAINER_KEYS)
-    container_id = reader.text(entry.get("id"), f"{key}.id", required=True)
-    assert container_id is not None
+    container_id = reader.required_text(entry.get("id"), f"{key}.id")
     labels = reader.mapping(entry.get("labels") or {}, f"{key}.labels", None)
     for name, value in labels.items():
         if not isinstance(name, str) or not isinstance(value, str):
@@ -181,7 +180,7 @@ def _parse_container(
             )
     members = reader.sequence(entry.get("members"), f"{key}.members")
     for position, member in enumerate(members):
-        reader.text(member, f"{key}.members[{position}]", required=True)
+        reader.required_text(member, f"{key}.members[{position}]")
     container = Container(
         id=container_id,
         name=reader.text(entry.get("name"), f"{key}.name") or container_id,
@@ -215,8 +214,7 @@ def _parse_address(
     elif not isinstance(item, Mapping):
         reader.fail(key, f"must be an address or a mapping, not {item!r}")
     entry = reader.mapping(item, key, _ADDRESS_KEYS)
-    text = reader.text(entry.get("address"), f"{key}.address", required=True)
-    assert text is not None
+    text = reader.required_text(entry.get("address"), f"{key}.address")
     given_kind = reader.text(entry.get("kind"), f"{key}.kind")
     try:
         if given_kind is None:
@@ -250,8 +248,7 @@ def _parse_interface(
     elif not isinstance(item, Mapping):
         reader.fail(key, f"must be an interface name or a mapping, not {item!r}")
     entry = reader.mapping(item, key, _INTERFACE_KEYS)
-    name = reader.text(entry.get("name"), f"{key}.name", required=True)
-    assert name is not None
+    name = reader.required_text(entry.get("name"), f"{key}.name")
     try:
         name = normalize_interface(name)
     except ValueError as exc:
@@ -296,12 +293,17 @@ class _Reader:
             self.fail(key, f"must be a list, not {type(value).__name__}")
         return value
 
-    def text(self, value: object, key: str, *, required: bool = False) -> str | None:
+    def text(self, value: object, key: str) -> str | None:
         if value is None:
-            if required:
-                self.fail(key, "missing value")
             return None
-        if not isinstance(value, str) or (required and not value):
+        if not isinstance(value, str):
+            self.fail(key, f"must be a string, not {value!r}")
+        return value
+
+    def required_text(self, value: object, key: str) -> str:
+        if value is None:
+            self.fail(key, "missing value")
+        if not isinstance(value, str) or not value:
             self.fail(key, f"must be a non-empty string, not {value!r}")
         return value
 

@@ -1155,7 +1155,11 @@ class FlowInspector:
         self, first_seen: float, last_seen: float, counters: FlowCounters
     ) -> None:
         server = self.key.server_ip
-        for name in self.context.dns_cache.names(server, first_seen):
+        # A name the flow gives itself (SNI, Host, proxy target) wins over the
+        # names DNS gave its address: CDN addresses serve many sites, one of
+        # which may be a pool.
+        cached = [] if self._names else self.context.dns_cache.names(server, first_seen)
+        for name in cached:
             match = self.signatures.pools.match_domain(name)
             if match is not None:
                 if name not in self._names:

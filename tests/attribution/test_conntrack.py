@@ -106,7 +106,7 @@ def test_parse_skips_non_port_lines() -> None:
     ],
 )
 def test_parse_rejects_malformed(line) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(NatError):
         parse_line(line)
 
 
@@ -138,10 +138,10 @@ def test_table_from_any_text_never_raises(text) -> None:
 
 
 @given(st.lists(st.sampled_from(EXTENDED_TCP.split() + ["[", "=", "src=", "x=y"])))
-def test_parse_line_raises_only_value_error(words) -> None:
+def test_parse_line_raises_only_nat_error(words) -> None:
     try:
         parse_line(" ".join(words))
-    except ValueError:
+    except NatError:
         pass
 
 

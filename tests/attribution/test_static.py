@@ -110,7 +110,7 @@ def test_static_interfaces(tmp_path) -> None:
         (
             "containers: [{id: x, image: [a]}]",
             "containers[0].image",
-            "non-empty string",
+            "must be a string",
         ),
         ("format: other\ncontainers: []", "format", "must be"),
         ("- just a list", "document", "must be a mapping"),
