@@ -163,8 +163,24 @@ def to_ecs(detection: Detection, redact_wallets: bool = False) -> dict[str, Any]
             "evidence": evidence,
         },
     }
+    mining_object = document["mining"]
+    mining_object["session"] = {"id": detection.session_id}
+    mining_object["pool"]["names"] = list(mining.dns_names)
+    if mining.proxy_target:
+        mining_object["proxy_target"] = mining.proxy_target
     if mining.agent:
         document["user_agent"] = {"original": mining.agent}
+    tls_client = {
+        key: value
+        for key, value in (
+            ("server_name", mining.tls_server_name),
+            ("ja3", mining.ja3),
+            ("ja4", mining.ja4),
+        )
+        if value
+    }
+    if tls_client:
+        document["tls"] = {"client": tls_client}
     return document
 
 
