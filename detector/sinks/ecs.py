@@ -15,7 +15,7 @@ import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from detector.model import Confidence, Detection, FlowKey
+from detector.model import Attribution, Confidence, Detection, FlowKey
 
 # event.severity and event.risk_score by confidence, on the 0-100 scale of
 # Elastic detection rules (low 21, medium 47, high 73).
@@ -165,6 +165,8 @@ def to_ecs(detection: Detection, redact_wallets: bool = False) -> dict[str, Any]
     }
     mining_object = document["mining"]
     mining_object["session"] = {"id": detection.session_id}
+    if detection.attribution is not None:
+        _add_attribution(document, detection.attribution)
     mining_object["pool"]["names"] = list(mining.dns_names)
     if mining.proxy_target:
         mining_object["proxy_target"] = mining.proxy_target
@@ -182,6 +184,47 @@ def to_ecs(detection: Detection, redact_wallets: bool = False) -> dict[str, Any]
     if tls_client:
         document["tls"] = {"client": tls_client}
     return document
+
+
+def _add_attribution(document: dict[str, Any], attribution: Attribution) -> None:
+    """Add ECS ``container.*``, ``orchestrator.*`` and ``host.name`` fields,
+    and the attribution status (with the reason when nothing matched)."""
+    container = attribution.container
+    status: dict[str, Any] = {
+        "status": "attributed" if container is not None else "unattributed",
+        "address": attribution.address,
+        "nat": attribution.nat,
+    }
+    if attribution.reason:
+        status["reason"] = attribution.reason
+    document["mining"]["attribution"] = status
+    if container is None:
+        return
+    fields: dict[str, Any] = {
+        "id": container.id,
+        "name": container.name,
+        "runtime": container.runtime,
+    }
+    if container.image:
+        fields["image"] = {"name": container.image}
+    if container.labels:
+        fields["labels"] = dict(container.labels)
+    if container.members:
+        fields["members"] = list(container.members)
+    document["container"] = fields
+    if container.pod or container.namespace:
+        orchestrator: dict[str, Any] = {"type": "kubernetes"}
+        if container.namespace:
+            orchestrator["namespace"] = container.namespace
+        if container.pod:
+            resource: dict[str, Any] = {"type": "pod", "name": container.pod}
+            if container.pod_uid:
+                resource["id"] = container.pod_uid
+            orchestrator["resource"] = resource
+        document["orchestrator"] = orchestrator
+    host = container.node or container.host
+    if host:
+        document["host"] = {"name": host}
 
 
 def _replace_text(value: Any, old: str, new: str) -> Any:

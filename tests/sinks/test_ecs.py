@@ -69,3 +69,57 @@ def test_without_redaction_wallet_kept():
     document = to_ecs(detection())
     assert document["mining"]["wallet"] == WALLET
     assert document["event"]["duration"] == 60 * 10**9
+
+
+def test_container_fields():
+    from dataclasses import replace
+
+    from detector.model import Attribution, Container
+
+    pod = Container(
+        id="c0ffee",
+        name="miner",
+        image="busybox:latest",
+        runtime="kubernetes",
+        labels={"app": "web"},
+        pod="web-7f9c",
+        namespace="tenant-a",
+        node="node-3",
+        pod_uid="1234-uid",
+        members=("miner", "sidecar"),
+    )
+    attributed = replace(
+        detection(), attribution=Attribution(container=pod, address="172.17.0.2")
+    )
+    document = to_ecs(attributed)
+    assert document["container"]["id"] == "c0ffee"
+    assert document["container"]["image"]["name"] == "busybox:latest"
+    assert document["orchestrator"]["namespace"] == "tenant-a"
+    assert document["orchestrator"]["resource"] == {
+        "type": "pod",
+        "name": "web-7f9c",
+        "id": "1234-uid",
+    }
+    assert document["host"]["name"] == "node-3"
+    assert document["mining"]["attribution"]["status"] == "attributed"
+
+
+def test_unattributed_reason():
+    from dataclasses import replace
+
+    from detector.model import Attribution
+
+    unknown = replace(
+        detection(),
+        attribution=Attribution(
+            container=None, address="172.17.0.2", reason="address not in inventory"
+        ),
+    )
+    document = to_ecs(unknown)
+    assert "container" not in document
+    assert document["mining"]["attribution"] == {
+        "status": "unattributed",
+        "address": "172.17.0.2",
+        "nat": False,
+        "reason": "address not in inventory",
+    }
