@@ -72,7 +72,7 @@ def attribute(
     The flow's client address is first mapped through ``nat`` (when the
     client endpoint is a translated one in the table), then looked up in
     ``inventory`` at the flow's first packet. Without an inventory the
-    attribution names no container and says so.
+    attribution names no container and gives that as the reason.
     """
     flow = detection.flow
     address = flow.client_ip
@@ -107,10 +107,10 @@ def build_docker_inventory(
 
     Events from the start of the snapshot are always read, so a container
     that starts or stops while the containers are listed is recorded either
-    way. ``host_netns`` is the namespace file holding the host ends of the
-    veth pairs when the daemon runs outside the caller's namespace; ``stop``
-    ends the following early. Raises :class:`InventoryError` when the daemon
-    cannot be reached or read.
+    way. ``host_netns`` is the namespace file that contains the host ends of
+    the veth pairs, needed when the daemon runs outside the caller's
+    namespace. Setting ``stop`` ends the following early. Raises
+    :class:`InventoryError` when the daemon cannot be reached or read.
     """
     # Imported here so that reading a snapshot file needs no docker package.
     from detector.attribution.docker_engine import DockerProvider, connect

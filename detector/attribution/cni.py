@@ -2,10 +2,10 @@
 
 host-local records each address it hands out as a file named by the address
 in ``/var/lib/cni/networks/<network>/``. The first line of the file is the
-container id the runtime passed to CNI (for Kubernetes, the pod sandbox id,
-not an app container's id); newer releases of the CNI plugins add the
-interface name as a second line. ``last_reserved_ip.<range>`` and ``lock`` are the
-plugin's own bookkeeping.
+container id the runtime passed to CNI. For Kubernetes that is the pod
+sandbox id, not an app container's id. Newer releases of the CNI plugins
+add the interface name as a second line. ``last_reserved_ip.<range>`` and
+``lock`` are the plugin's own bookkeeping.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A flow captured on a host's uplink after masquerading shows the host's
 address and a translated port as its client. The conntrack entry of that
-connection holds both directions::
+connection contains both directions::
 
     tcp 6 431999 ESTABLISHED src=172.18.0.5 dst=203.0.113.7 sport=40112
         dport=3333 src=203.0.113.7 dst=192.0.2.10 sport=3333 dport=61002 ...
@@ -53,7 +53,7 @@ class Endpoints:
 class ConntrackEntry:
     """One line of ``conntrack -L`` for a protocol with ports.
 
-    ``state`` is the TCP state (None for UDP); ``flags`` holds the bracketed
+    ``state`` is the TCP state (None for UDP); ``flags`` contains the bracketed
     words such as ``ASSURED`` and ``UNREPLIED``.
     """
 

@@ -43,8 +43,8 @@ def parse_pods(
     """Build an inventory from a pod list (``kind: List`` or ``PodList``) or
     one Pod.
 
-    ``taken_at`` is when the list was read; it becomes the inventory's
-    ``covered_until`` and the end of the address of a finished pod whose
+    ``taken_at`` is when the list was read. It becomes the inventory's
+    ``covered_until``, and the end of the address of a finished pod whose
     containers have no finish time. Raises :class:`InventoryError` naming the
     first invalid key.
     """

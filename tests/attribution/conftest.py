@@ -1,11 +1,12 @@
 """A real Docker engine for the attribution tests, confined to its own namespace.
 
-dockerd runs inside a network namespace the fixture creates, so its bridges,
-iptables chains, MASQUERADE rules, FORWARD policy and ip_forward change that
-namespace only and the host's network is never touched. The fixture still
-removes everything dockerd added there, checks the namespace is back to the
-state recorded before dockerd started, deletes it, and checks the host's own
-network state is what it was.
+dockerd runs inside a network namespace the fixture creates. Its bridges,
+iptables chains, MASQUERADE rules, FORWARD policy and ip_forward therefore
+change that namespace only, and the host's network stays as it was. The
+fixture still removes everything dockerd added there and checks that the
+namespace is back to the state recorded before dockerd started. Then it
+deletes the namespace and checks that the host's own network state is what
+it was.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ BUSYBOX = Path("/bin/busybox")
 # The busybox applets the test containers run.
 APPLETS = ("sh", "nc", "sleep", "printf", "cat", "echo", "ip")
 
-# dockerd answers within a second here; the margin covers a loaded CI host.
+# dockerd starts within a second on an idle host; the margin is for CI.
 DOCKERD_START_TIMEOUT = 30.0
 # Seconds dockerd gets to stop its containers and containerd after SIGTERM.
 DOCKERD_STOP_TIMEOUT = 20.0
@@ -81,15 +82,15 @@ def undo_docker_changes(prefix: list[str], before: dict[str, object]) -> None:
         if name == "docker0" or name.startswith("br-"):
             run(*prefix, "ip", "link", "delete", name, check=False)
     for table in ("filter", "nat"):
-        kept = set(before[table])  # type: ignore[call-overload]
+        before_rules = set(before[table])  # type: ignore[call-overload]
         rules = run(*prefix, "iptables", "-t", table, "-S").splitlines()
         for rule in reversed(rules):
-            if rule.startswith("-A ") and rule not in kept:
+            if rule.startswith("-A ") and rule not in before_rules:
                 # iptables -S prints rules in the syntax that -D accepts.
                 words = ["-D", *rule.split()[1:]]
                 run(*prefix, "iptables", "-t", table, *words, check=False)
         for rule in rules:
-            if rule.startswith("-N ") and rule not in kept:
+            if rule.startswith("-N ") and rule not in before_rules:
                 chain = rule.split()[1]
                 run(*prefix, "iptables", "-t", table, "-F", chain, check=False)
                 run(*prefix, "iptables", "-t", table, "-X", chain, check=False)

@@ -79,9 +79,9 @@ def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> No
 class Capture:
     """tcpdump writing one interface's packets to a pcap file.
 
-    Immediate mode hands each packet over as it arrives; without it the
-    packets of the last buffer timeout (one second) are lost when tcpdump is
-    stopped right after the traffic.
+    Immediate mode hands each packet over as it arrives. Without it, the
+    packets still buffered (up to one second's worth) are lost when tcpdump
+    is stopped right after the traffic.
 
     ``prefix`` is the command that enters the interface's namespace
     (``ip netns exec NAME`` or ``nsenter --net=FILE``).

@@ -1,7 +1,7 @@
 """Attribution against a real Docker engine on an internal network.
 
-A "pool" container listens with busybox nc; a "miner" container sends a
-Monero login and a share to it and is then killed; a second miner takes the
+A "pool" container listens with busybox nc. A "miner" container sends a
+Monero login and a share to it and is then killed. A second miner takes the
 same address and does the same. The traffic is captured on the network's
 bridge, scanned, and each detection must name the miner that held the
 address at the time, from a snapshot plus the events stream.
@@ -39,19 +39,22 @@ POOL_PORT = 3333
 AGENT = "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0"
 
 # Seconds to wait for the pool to log a miner's lines, and for a container
-# to reach a state; busybox answers in milliseconds.
+# to reach a state. busybox responds in milliseconds, so this is margin for
+# a loaded host.
 TRAFFIC_TIMEOUT = 30.0
 # Seconds of quiet after the last packet before the capture stops.
 CAPTURE_SETTLE = 0.5
 
 POOL_COMMAND = ["sh", "-c", f"while true; do nc -l -p {POOL_PORT}; done"]
 # nc exits non-zero when the connection is refused, so the miner retries
-# until the pool listens; then it idles so that it is stopped by the test.
+# until the pool listens. Once nc has closed the connection the miner logs
+# "sent" and idles until the test stops it, so that killing it cannot cut
+# the connection short and leave the pool's nc waiting on it.
 MINER_COMMAND = [
     "sh",
     "-c",
     f'until printf "%s\\n%s\\n" "$LOGIN" "$SUBMIT" | nc {POOL_IP} {POOL_PORT}; '
-    "do sleep 0.2; done; sleep 3600",
+    "do sleep 0.2; done; echo sent; sleep 3600",
 ]
 # /proc/net/tcp writes a listening socket's state as 0A and its port in hex.
 TCP_LISTEN_STATE = "0A"
@@ -105,11 +108,11 @@ def create_container(
     return str(created["Id"])
 
 
-def wait_for(condition, what: str) -> None:
+def wait_for(condition, description: str) -> None:
     deadline = time.monotonic() + TRAFFIC_TIMEOUT
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {description}")
         time.sleep(0.1)
 
 
@@ -127,8 +130,8 @@ def listening(pid: int, port: int) -> bool:
     return False
 
 
-def pool_log(client, pool_id: str) -> str:
-    return client.api.logs(pool_id).decode(errors="replace")
+def container_log(client, container_id: str) -> str:
+    return client.api.logs(container_id).decode(errors="replace")
 
 
 def bridge_port_of(engine, bridge: str, mac: str) -> str:
@@ -182,7 +185,10 @@ def scenario(docker_engine, tmp_path_factory) -> Scenario:
             ip=MINER_IP,
             environment=stratum_lines(1),
         )
-        wait_for(lambda: pool_log(client, pool_id).count('"submit"') == 1, "share 1")
+        wait_for(
+            lambda: container_log(client, pool_id).count('"submit"') == 1, "share 1"
+        )
+        wait_for(lambda: "sent" in container_log(client, first), "miner-1 to close")
         killed_at = time.time()
         client.api.kill(first)
         wait_for(
@@ -197,7 +203,10 @@ def scenario(docker_engine, tmp_path_factory) -> Scenario:
             ip=MINER_IP,
             environment=stratum_lines(2),
         )
-        wait_for(lambda: pool_log(client, pool_id).count('"submit"') == 2, "share 2")
+        wait_for(
+            lambda: container_log(client, pool_id).count('"submit"') == 2, "share 2"
+        )
+        wait_for(lambda: "sent" in container_log(client, second), "miner-2 to close")
         sidecar = create_container(
             client,
             "sidecar",

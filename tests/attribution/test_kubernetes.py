@@ -291,7 +291,7 @@ def test_flow_after_list_time(inventory) -> None:
     assert attribution.reason == REASON_ENDS_BEFORE
 
 
-def test_finished_pod_without_finish_time_ends_at_list_time() -> None:
+def test_unfinished_time_ends_at_list_time() -> None:
     finished = copy.deepcopy(FINISHED)
     finished["status"]["containerStatuses"][0]["state"] = {}
     inventory = parse_pods(
