@@ -23,8 +23,13 @@ HEADER = """\
 # each job notification, each ethproxy work package (reply or push) and each
 # getwork reply with work.
 # shares_submitted counts submit, mining.submit, eth_submitWork, getwork with
-# data and submitblock requests. shares_accepted and shares_rejected count the
-# replies that accept or reject them.
+# data and submitblock requests, and coin-hive submit messages.
+# shares_accepted and shares_rejected count the replies that accept or reject
+# them.
+# confidence is high, medium or low, and high when not listed.
+# tls_server_name is the SNI of the ClientHello, proxy_target the "host:port" a
+# SOCKS or HTTP CONNECT request names, and pool_host the listed pool name
+# that the flow's messages, proxy target, SNI or a DNS answer gave.
 """
 
 

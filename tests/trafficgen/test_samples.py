@@ -15,11 +15,14 @@ from scapy.utils import rdpcap
 from detector.trafficgen.__main__ import main
 from detector.trafficgen.manifest import MANIFEST_NAME
 from detector.trafficgen.samples.common import BASE_TIME_NS, DIALECTS
+from detector.trafficgen.samples.traps import TRAP_FILES
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 COMMITTED = REPOSITORY / "pcaps"
 # Samples stay small so the repository stays small; most are under 10 KB.
 MAX_SAMPLE_BYTES = 16 * 1024
+# A bulk download needs its bytes: ten minutes of bursts take about 36 KB.
+LARGE_SAMPLES = {"long-tls-download.pcap": 40 * 1024}
 GZIP_HEADER_LENGTH = 10
 
 CLIENT_NETWORKS = [
@@ -116,10 +119,14 @@ def test_manifest_entries_are_complete(manifest: dict) -> None:
 
 def test_negatives_expect_nothing(manifest: dict) -> None:
     for name, entry in manifest["files"].items():
-        if name.startswith("negative-"):
+        if name.startswith("negative-") or name in TRAP_FILES:
             assert entry["expected"] == [], name
         else:
             assert entry["expected"], f"{name} is not a negative but expects nothing"
+
+
+def test_traps_are_generated(manifest: dict) -> None:
+    assert TRAP_FILES <= set(manifest["files"])
 
 
 def test_files_read_back_with_scapy(generated: Path, manifest: dict) -> None:
@@ -173,6 +180,9 @@ def test_captures_start_at_base_time(generated: Path, manifest: dict) -> None:
         assert int(first.time) == base_seconds, name
 
 
-def test_files_are_small(generated: Path) -> None:
+def test_captures_are_small(generated: Path) -> None:
     for path in generated.iterdir():
-        assert path.stat().st_size <= MAX_SAMPLE_BYTES, path.name
+        if path.name == MANIFEST_NAME:
+            continue
+        limit = LARGE_SAMPLES.get(path.name, MAX_SAMPLE_BYTES)
+        assert path.stat().st_size <= limit, path.name

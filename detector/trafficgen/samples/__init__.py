@@ -14,7 +14,12 @@ from detector.trafficgen.samples import (
     mixed,
     monero,
     negative,
+    proxies,
+    stratum_v2,
+    tls,
     transport,
+    traps,
+    webminer,
 )
 from detector.trafficgen.samples.common import ExpectedFlow, SampleFile
 
@@ -34,6 +39,11 @@ def build_samples() -> list[SampleFile]:
         *transport.build(),
         *mixed.build(),
         *negative.build(),
+        *tls.build(),
+        *proxies.build(),
+        *webminer.build(),
+        *stratum_v2.build(),
+        *traps.build(),
     ]
     names = [sample.name for sample in samples]
     duplicates = sorted({name for name in names if names.count(name) > 1})

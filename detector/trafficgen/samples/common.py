@@ -27,9 +27,17 @@ GETWORK = "getwork"
 GETBLOCKTEMPLATE = "getblocktemplate"
 # A DNS query for a listed pool: a finding of its own, made by the pool list.
 DNS = "dns"
+# Encrypted flows named as a pool's by SNI, a certificate or DNS.
+TLS = "tls"
+# Browser miners speaking the coin-hive protocol over WebSocket.
+WEBMINER = "webminer"
+STRATUM_V2 = "stratum-v2"
 DIALECTS = frozenset(
     {
         DNS,
+        TLS,
+        WEBMINER,
+        STRATUM_V2,
         MONERO,
         STRATUM_V1,
         STRATUM_V1_ZCASH,
@@ -42,6 +50,10 @@ DIALECTS = frozenset(
     }
 )
 
+# Confidence labels as the detector prints them.
+CONFIDENCE_LABELS = ("high", "medium", "low")
+MEDIUM = "medium"
+
 XMRIG_AGENT = "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0"
 
 
@@ -50,7 +62,7 @@ class ExpectedFlow:
     """A mining flow the detector must report, with the fields it must read.
 
     A field left as None is not checked. Counts are exact: they are what the
-    generated conversation contains.
+    generated conversation contains. ``confidence`` None means high.
     """
 
     client: Endpoint
@@ -65,11 +77,16 @@ class ExpectedFlow:
     shares_accepted: int | None = None
     shares_rejected: int | None = None
     jobs: int | None = None
+    tls_server_name: str | None = None
+    proxy_target: str | None = None
+    pool_host: str | None = None
     confidence: str | None = None
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {self.dialect!r}")
+        if self.confidence not in (None, *CONFIDENCE_LABELS):
+            raise ValueError(f"unknown confidence {self.confidence!r}")
 
     def to_manifest(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -87,6 +104,9 @@ class ExpectedFlow:
             "shares_accepted": self.shares_accepted,
             "shares_rejected": self.shares_rejected,
             "jobs": self.jobs,
+            "tls_server_name": self.tls_server_name,
+            "proxy_target": self.proxy_target,
+            "pool_host": self.pool_host,
             "confidence": self.confidence,
         }
         entry.update(
