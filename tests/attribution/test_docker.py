@@ -45,7 +45,14 @@ TRAFFIC_TIMEOUT = 30.0
 # Seconds of quiet after the last packet before the capture stops.
 CAPTURE_SETTLE = 0.5
 
-POOL_COMMAND = ["sh", "-c", f"while true; do nc -l -p {POOL_PORT}; done"]
+# busybox nc can close a connection before reading it once its stdin ends,
+# and a container's stdin is /dev/null. The pool's nc therefore reads from a
+# FIFO that the shell keeps open for writing, so its stdin never ends.
+POOL_COMMAND = [
+    "sh",
+    "-c",
+    f"mkfifo /idle && exec 3<>/idle && while true; do nc -l -p {POOL_PORT} <&3; done",
+]
 # nc exits non-zero when the connection is refused, so the miner retries
 # until the pool listens. Once nc has closed the connection the miner logs
 # "sent" and idles until the test stops it, so that killing it cannot cut
