@@ -59,6 +59,10 @@ POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 POD_UID_LABEL = "io.kubernetes.pod.uid"
 
 _DockerErrors = (docker.errors.DockerException, requests.exceptions.RequestException)
+# Closing the events response from the watcher thread ends the iteration
+# (docker 7.2, urllib3 2.x). A close that races a read can make the read fail
+# instead, with an error of these types that means nothing when stop is set.
+_StreamErrors = (*_DockerErrors, OSError)
 
 
 def connect(socket_path: str = DEFAULT_SOCKET) -> docker.DockerClient:
@@ -104,7 +108,6 @@ class DockerProvider:
         self.resolve_veths = resolve_veths
         self.events_applied = 0
         self._host: str | None = None
-        self._network_names: dict[str, str] = {}
         self._members: dict[str, list[str]] = {}
         self._veth_warned = False
 
@@ -173,21 +176,22 @@ class DockerProvider:
         watcher.start()
         applied = 0
         log.info("reading Docker events from %s since %.3f", self.source, since)
+        events = iter(stream)
         try:
-            for event in stream:
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration:
+                    break
+                except _StreamErrors as exc:
+                    if closed_by_stop.is_set():
+                        break
+                    raise self._error("the events stream failed", exc) from exc
                 if self.apply_event(event):
                     applied += 1
                 when = _event_time(event)
                 if when is not None:
                     self.inventory.mark_covered(when)
-        except _DockerErrors as exc:
-            if not closed_by_stop.is_set():
-                raise self._error("the events stream failed", exc) from exc
-        except (OSError, ValueError, AttributeError) as exc:
-            # Closing the response from the watcher thread surfaces as one of
-            # these in the reading thread, depending on where it was blocked.
-            if not closed_by_stop.is_set():
-                raise self._error("the events stream failed", exc) from exc
         finally:
             finished.set()
             watcher.join()
