@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test check format lint types pcaps clean bench bench-tools
+.PHONY: venv demo test test-tools check format lint types pcaps clean bench bench-tools
 
 venv: $(STAMP)
 
@@ -21,7 +21,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/detector scan --format table pcaps/ || [ $$? -eq 1 ]
 
-test: $(STAMP)
+# System tools the tests drive for real: a Docker engine and busybox-static
+# (the attribution tests build their image from its binary), conntrack for NAT
+# mapping, tcpdump for bridge captures, iproute2 and iptables for network
+# namespaces. Needs root and Debian's apt; skipped when all are present.
+test-tools:
+	@if command -v dockerd >/dev/null && command -v conntrack >/dev/null \
+	    && command -v tcpdump >/dev/null && dpkg -s busybox-static >/dev/null 2>&1 \
+	    && command -v ip >/dev/null && command -v iptables >/dev/null; then \
+	  echo "dockerd, conntrack, tcpdump, busybox, ip and iptables are installed"; \
+	else \
+	  DEBIAN_FRONTEND=noninteractive apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io busybox-static \
+	    conntrack tcpdump iproute2 iptables; \
+	fi
+
+test: $(STAMP) test-tools
 	$(PY) -m pytest
 
 format: $(STAMP)
