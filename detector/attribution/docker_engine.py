@@ -69,7 +69,7 @@ def connect(socket_path: str = DEFAULT_SOCKET) -> docker.DockerClient:
     """Open a client on the Docker Engine API at ``socket_path``.
 
     ``socket_path`` is a file path or a ``unix://`` URL. Raises
-    :class:`InventoryError` when the daemon does not answer.
+    :class:`InventoryError` when the daemon does not respond.
     """
     base_url = socket_path if "://" in socket_path else f"unix://{socket_path}"
     try:
@@ -144,7 +144,7 @@ class DockerProvider:
     ) -> int:
         """Apply the daemon's events from ``since`` until ``until`` or ``stop``.
 
-        The daemon replays the events after ``since`` that it still holds in
+        The daemon replays the events after ``since`` that it still keeps in
         memory (a bounded number of recent ones), then streams new ones; with
         ``until`` it closes the stream at that time. The API takes whole
         seconds, so up to a second of events before ``since`` is replayed,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from detector.attribution.addresses import normalize_mac
 from detector.attribution.errors import InventoryError
 
-# `ip link` answers in milliseconds; a namespace that takes longer is stuck.
+# `ip link` returns in milliseconds, so a slower run means a stuck namespace.
 IP_COMMAND_TIMEOUT = 5.0
 
 
@@ -28,8 +28,8 @@ IP_COMMAND_TIMEOUT = 5.0
 class Link:
     """One network interface as ``ip -j link`` reports it.
 
-    ``peer_index`` is the iflink, the ifindex of a veth's other end (None for
-    links without a peer); ``master`` is the bridge the link is attached to.
+    ``peer_index`` is the iflink, the ifindex of a veth's other end, or None
+    for links without a peer. ``master`` is the bridge the link is attached to.
     """
 
     index: int

@@ -140,55 +140,65 @@ def _add_pod(
     metadata = _mapping(pod.get("metadata"), source, f"{key}.metadata")
     spec = _mapping(pod.get("spec"), source, f"{key}.spec")
     status = _mapping(pod.get("status") or {}, source, f"{key}.status")
-    name = _text(metadata.get("name"), source, f"{key}.metadata.name")
-    uid = _text(metadata.get("uid"), source, f"{key}.metadata.uid")
-    namespace = _optional_text(
-        metadata.get("namespace"), source, f"{key}.metadata.namespace"
-    )
-    labels_found = _mapping(
-        metadata.get("labels") or {}, source, f"{key}.metadata.labels"
-    )
-    labels = {str(label): str(value) for label, value in labels_found.items()}
     containers = _containers(spec, status, source, key)
     if not containers:
         raise InventoryError(source, "pod has no containers", f"{key}.spec.containers")
-    if len(containers) == 1:
-        only = containers[0]
-        record_id = only["id"] or uid
-        record_name = only["name"]
-        image = only["image"]
-    else:
-        record_id, record_name, image = uid, name, None
-    container = Container(
-        id=record_id,
-        name=record_name,
-        image=image,
-        runtime="kubernetes",
-        labels=labels,
-        pod=name,
-        namespace=namespace or "default",
-        node=_optional_text(spec.get("nodeName"), source, f"{key}.spec.nodeName"),
-        pod_uid=uid,
-        members=tuple(entry["name"] for entry in containers),
-    )
-    if record_id in inventory.containers:
+    record = _pod_record(metadata, spec, containers, source, key)
+    if record.id in inventory.containers:
         raise InventoryError(
-            source, f"duplicate pod or container id {record_id!r}", key
+            source, f"duplicate pod or container id {record.id!r}", key
         )
-    inventory.add_container(container)
+    inventory.add_container(record)
+
     addresses = _pod_addresses(status, source, key)
     if not addresses:
         log.debug(
-            "pod %s/%s has no address (phase %s)", namespace, name, status.get("phase")
+            "pod %s/%s has no address (phase %s)",
+            record.namespace,
+            record.pod,
+            status.get("phase"),
         )
         return
     start, end = _pod_lifetime(metadata, status, containers, source, key, taken_at)
     host_network = spec.get("hostNetwork") is True
     for address in addresses:
         try:
-            inventory.bind(record_id, address, start, end, host_network=host_network)
+            inventory.bind(record.id, address, start, end, host_network=host_network)
         except ValueError as exc:
             raise InventoryError(source, str(exc), f"{key}.status.podIPs") from exc
+
+
+def _pod_record(
+    metadata: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    containers: list[dict[str, Any]],
+    source: str,
+    key: str,
+) -> Container:
+    """Name a single-container pod by its container, any other by the pod."""
+    name = _text(metadata.get("name"), source, f"{key}.metadata.name")
+    uid = _text(metadata.get("uid"), source, f"{key}.metadata.uid")
+    namespace = _optional_text(
+        metadata.get("namespace"), source, f"{key}.metadata.namespace"
+    )
+    labels = _mapping(metadata.get("labels") or {}, source, f"{key}.metadata.labels")
+    if len(containers) == 1:
+        only = containers[0]
+        record_id, record_name, image = only["id"] or uid, only["name"], only["image"]
+    else:
+        record_id, record_name, image = uid, name, None
+    return Container(
+        id=record_id,
+        name=record_name,
+        image=image,
+        runtime="kubernetes",
+        labels={str(label): str(value) for label, value in labels.items()},
+        pod=name,
+        namespace=namespace or "default",
+        node=_optional_text(spec.get("nodeName"), source, f"{key}.spec.nodeName"),
+        pod_uid=uid,
+        members=tuple(entry["name"] for entry in containers),
+    )
 
 
 def _containers(

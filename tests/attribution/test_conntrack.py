@@ -364,3 +364,12 @@ def test_uplink_detection_names_container(masquerade, signatures) -> None:
     assert without_nat.nat is False
     assert without_nat.container is None
     assert without_nat.reason == REASON_NOT_IN_INVENTORY
+
+
+def test_truncated_output_keeps_whole_lines() -> None:
+    text = "\n".join([EXTENDED_TCP, UDP_UNREPLIED])
+    cut = text[: len(EXTENDED_TCP) + 1 + len(UDP_UNREPLIED) // 2]
+    table = NatTable.from_text(cut)
+    assert len(table) == 1
+    assert table.malformed_lines == 1
+    assert table.lookup("tcp", "10.77.2.1", 40004, "10.77.2.2", 3333) is not None
