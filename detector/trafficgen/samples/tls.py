@@ -171,7 +171,8 @@ def dns_then_tls_sample() -> SampleFile:
     return pcap_sample(
         "dns-then-tls.pcap",
         "xmrig resolves pool.supportxmr.com by DNS, then mines over TLS on port 443"
-        " with no server name in its ClientHello (its default sni: false).",
+        " with no server name in its ClientHello, as it does with its pool option"
+        " sni off.",
         packets,
         expected,
     )
