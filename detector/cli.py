@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TextIO
 
@@ -23,6 +25,16 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from detector import __version__
+from detector.attribution import (
+    Inventory,
+    NatTable,
+    attribute,
+    build_docker_inventory,
+    load_host_local,
+    load_pods_file,
+    load_pods_live,
+    load_static,
+)
 from detector.errors import DetectorError
 from detector.flows.table import MAX_FLOWS
 from detector.model import Confidence, Detection
@@ -37,6 +49,7 @@ from detector.sinks import (
     OutputClosed,
     TableWriter,
 )
+from detector.sinks.summary import write_container_summary
 
 EXIT_CLEAN = 0
 EXIT_MINING = 1
@@ -215,6 +228,31 @@ def scan(
             " seen flow that is not mining is evicted.",
         ),
     ] = MAX_FLOWS,
+    inventory_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--inventory",
+            help="Container inventory to attribute flows with: a snapshot from"
+            " 'detector inventory', or a static YAML file (.yaml).",
+        ),
+    ] = None,
+    conntrack_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--conntrack",
+            help="Saved 'conntrack -L' output, to map flows captured after NAT"
+            " back to the container's address.",
+        ),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Summarise instead of listing flows: 'container' gives one row"
+            " per container with its pools, dialects, first and last seen and"
+            " shares.",
+        ),
+    ] = None,
     min_confidence: Annotated[
         str,
         typer.Option(
@@ -257,7 +295,11 @@ def scan(
             + ", ".join(CONFIDENCE_NAMES)
         )
         raise typer.Exit(EXIT_ERROR)
+    if by not in (None, "container"):
+        err.print(f"error: unknown grouping {by!r}; the one grouping is container")
+        raise typer.Exit(EXIT_ERROR)
     signatures = _load(signatures_dir)
+    attribution = _load_attribution(inventory_file, conntrack_file)
     fmt = _choose_format(output_format, output)
     if output is not None and (overwritten := _same_file(output, paths)) is not None:
         err.print(
@@ -275,7 +317,7 @@ def scan(
         raise typer.Exit(EXIT_ERROR) from exc
     is_terminal = output is None and sys.stdout.isatty()
     try:
-        report = _run_scan(
+        report, reported = _run_scan(
             paths,
             signatures,
             fmt,
@@ -285,7 +327,11 @@ def scan(
             max_flows,
             show_progress=not quiet and sys.stderr.isatty(),
             min_confidence=threshold,
+            attribution=attribution,
+            by_container=by == "container",
         )
+        if by == "container":
+            write_container_summary(reported, fmt, stream, is_terminal)
     except OutputClosed as closed:
         # The reader of standard output went away (``| head``): stop quietly,
         # and keep the interpreter from failing again on its final flush.
@@ -308,7 +354,6 @@ def scan(
     if not report.files:
         err.print("error: no capture files found in the given paths")
         raise typer.Exit(EXIT_ERROR)
-    reported = [d for d in report.detections if d.confidence >= threshold]
     if not quiet:
         err.print(_summary(report.stats, len(reported)))
     if report.interrupted:
@@ -337,12 +382,22 @@ def _run_scan(
     max_flows: int,
     show_progress: bool,
     min_confidence: Confidence,
-) -> ScanReport:
-    writer = _open_writer(fmt, stream, redact_wallets, is_terminal)
+    attribution: AttributionSources,
+    by_container: bool,
+) -> tuple[ScanReport, list[Detection]]:
+    writer: AlertWriter = (
+        _Collector()
+        if by_container
+        else _open_writer(fmt, stream, redact_wallets, is_terminal)
+    )
+    reported: list[Detection] = []
 
     def on_detection(detection: Detection) -> None:
-        if detection.confidence >= min_confidence:
-            writer.write(detection)
+        if detection.confidence < min_confidence:
+            return
+        detection = attribute(detection, attribution.inventory, attribution.nat)
+        reported.append(detection)
+        writer.write(detection)
 
     progress = Progress(
         SpinnerColumn(),
@@ -373,7 +428,47 @@ def _run_scan(
     finally:
         progress.stop()
     writer.close()
-    return report
+    return report, reported
+
+
+class _Collector:
+    """A sink that keeps detections for a summary instead of writing them."""
+
+    def write(self, detection: Detection) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class AttributionSources:
+    """The inventory and NAT table a scan attributes its detections with."""
+
+    inventory: Inventory | None = None
+    nat: NatTable | None = None
+
+
+def _load_attribution(
+    inventory_path: Path | None, conntrack_path: Path | None
+) -> AttributionSources:
+    sources = AttributionSources()
+    try:
+        if inventory_path is not None:
+            if inventory_path.suffix.lower() in (".yaml", ".yml"):
+                sources.inventory = load_static(inventory_path)
+            else:
+                sources.inventory = Inventory.load(inventory_path)
+        if conntrack_path is not None:
+            text = conntrack_path.read_text(encoding="utf-8", errors="replace")
+            sources.nat = NatTable.from_text(text, source=str(conntrack_path))
+    except OSError as exc:
+        _stderr().print(f"error: cannot read {exc.filename}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    except DetectorError as exc:
+        _stderr().print(f"error: {exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    return sources
 
 
 @signatures_app.command("check")
@@ -488,3 +583,91 @@ def signatures_import(
     except OSError as exc:
         err.print(f"error: cannot write {target}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_ERROR) from exc
+
+
+@app.command()
+def inventory(
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Snapshot file to write (JSON)."),
+    ],
+    docker: Annotated[
+        bool,
+        typer.Option("--docker", help="Read containers from a Docker Engine."),
+    ] = False,
+    socket: Annotated[
+        str,
+        typer.Option("--socket", help="The Docker Engine's unix socket."),
+    ] = "/var/run/docker.sock",
+    follow: Annotated[
+        float,
+        typer.Option(
+            "--follow",
+            min=0,
+            help="Seconds to keep following Docker events after the snapshot, so"
+            " containers started or stopped meanwhile are recorded with times.",
+        ),
+    ] = 0.0,
+    kubernetes_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubernetes-file", help="Output of 'kubectl get pods -A -o json'."
+        ),
+    ] = None,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="Read pods from the Kubernetes API (in-cluster, or kubeconfig).",
+        ),
+    ] = False,
+    cni: Annotated[
+        Path | None,
+        typer.Option("--cni", help="CNI host-local IPAM state folder."),
+    ] = None,
+    static: Annotated[
+        Path | None,
+        typer.Option("--static", help="Static YAML inventory to include."),
+    ] = None,
+) -> None:
+    """Save a container inventory, with its address history, for later scans.
+
+    Use it with 'detector scan --inventory FILE' to attribute the flows of a
+    capture replayed after the containers are gone.
+    """
+    err = _stderr()
+    providers = [docker, kubernetes, kubernetes_file, cni, static]
+    if not any(provider not in (None, False) for provider in providers):
+        err.print(
+            "error: name at least one source: --docker, --kubernetes,"
+            " --kubernetes-file, --cni or --static"
+        )
+        raise typer.Exit(EXIT_ERROR)
+    loaders: list[Callable[[], Inventory]] = []
+    if docker:
+        loaders.append(lambda: build_docker_inventory(socket, follow))
+    if kubernetes:
+        loaders.append(load_pods_live)
+    if kubernetes_file is not None:
+        loaders.append(lambda: load_pods_file(kubernetes_file))
+    if cni is not None:
+        loaders.append(lambda: load_host_local(cni))
+    if static is not None:
+        loaders.append(lambda: load_static(static))
+    merged: Inventory | None = None
+    try:
+        for load in loaders:
+            part = load()
+            if merged is None:
+                merged = part
+            else:
+                merged.merge(part)
+        assert merged is not None
+        merged.save(output)
+    except DetectorError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    except OSError as exc:
+        err.print(f"error: cannot write {output}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    typer.echo(f"inventory of {len(merged)} containers written to {output}")

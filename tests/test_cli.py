@@ -298,3 +298,98 @@ def test_signatures_import_bad_format(runner, tmp_path):
     result = run(runner, "signatures", "import", "--format", "csv", str(rules))
     assert result.exit_code == EXIT_ERROR
     assert "unknown list format" in result.stderr
+
+
+STATIC_INVENTORY = """\
+containers:
+  - id: abc123
+    name: xmrig-web
+    image: shop/web:1.4
+    addresses:
+      - address: 172.17.0.2
+"""
+
+
+def test_scan_with_static_inventory(runner, tmp_path):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(STATIC_INVENTORY)
+    result = run(
+        runner,
+        "scan",
+        "--format",
+        "jsonl",
+        "--inventory",
+        str(inventory),
+        str(SAMPLES / "mixed-containers.pcap"),
+    )
+    assert result.exit_code == EXIT_MINING, result.output
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    by_client = {}
+    for document in documents:
+        by_client.setdefault(document["source"]["ip"], []).append(document)
+    for document in by_client["172.17.0.2"]:
+        assert document["container"]["name"] == "xmrig-web"
+        assert document["container"]["image"]["name"] == "shop/web:1.4"
+    for document in by_client["172.17.0.3"]:
+        assert "container" not in document
+        assert document["mining"]["attribution"]["reason"] == "address not in inventory"
+
+
+def test_scan_without_inventory_says_why(runner):
+    result = run(runner, "scan", "--format", "jsonl", str(MINING))
+    document = json.loads(result.stdout)
+    assert document["mining"]["attribution"]["status"] == "unattributed"
+    assert document["mining"]["attribution"]["reason"] == "no inventory loaded"
+
+
+def test_inventory_snapshot_round_trip(runner, tmp_path):
+    static = tmp_path / "inventory.yaml"
+    static.write_text(STATIC_INVENTORY)
+    snapshot = tmp_path / "snapshot.json"
+    saved = run(runner, "inventory", "--static", str(static), "--output", str(snapshot))
+    assert saved.exit_code == 0, saved.output
+    result = run(
+        runner,
+        "scan",
+        "--format",
+        "jsonl",
+        "--inventory",
+        str(snapshot),
+        str(SAMPLES / "mixed-containers.pcap"),
+    )
+    names = {
+        json.loads(line).get("container", {}).get("name")
+        for line in result.stdout.splitlines()
+    }
+    assert "xmrig-web" in names
+
+
+def test_inventory_needs_a_source(runner, tmp_path):
+    result = run(runner, "inventory", "--output", str(tmp_path / "x.json"))
+    assert result.exit_code == EXIT_ERROR
+    assert "name at least one source" in result.stderr
+
+
+def test_by_container_summary(runner, tmp_path):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(STATIC_INVENTORY)
+    result = run(
+        runner,
+        "scan",
+        "--format",
+        "csv",
+        "--by",
+        "container",
+        "--inventory",
+        str(inventory),
+        str(SAMPLES / "mixed-containers.pcap"),
+    )
+    assert result.exit_code == EXIT_MINING, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 2
+    miner = next(row for row in rows if row["container.name"] == "xmrig-web")
+    assert miner["pools"] == "pool.supportxmr.com"
+    assert miner["dialects"] == "dns, monero"
+    assert miner["flows"] == "2"
+    other = next(row for row in rows if row["source.ip"] == "172.17.0.3")
+    assert other["attribution"] == "address not in inventory"
