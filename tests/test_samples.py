@@ -25,6 +25,9 @@ CHECKED_FIELDS = (
     "shares_submitted",
     "shares_accepted",
     "shares_rejected",
+    "tls_server_name",
+    "proxy_target",
+    "pool_host",
 )
 
 
@@ -68,6 +71,9 @@ def test_samples_include_negatives_and_every_dialect():
     }
     assert dialects == {
         "dns",
+        "tls",
+        "webminer",
+        "stratum-v2",
         "monero",
         "stratum-v1",
         "stratum-v1-zcash",

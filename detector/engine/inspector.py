@@ -193,6 +193,9 @@ class _DirectionState:
     # (CONNECT, SOCKS, WebSocket upgrade) starts within the latest chunk.
     fed: int = 0
     upgrade_websocket: bool = False
+    # The direction carries a tunnel's contents after a proxy handshake, so
+    # its first bytes are not a proxy handshake again.
+    tunnelled: bool = False
     malformed: int = 0
 
 
@@ -366,10 +369,10 @@ class FlowInspector:
         decoder: Any
         if DNS_PORTS.intersection(ports):
             mode, decoder = "dns", DnsTcpDecoder()
-        elif to_server and _looks_like_socks(buffered):
+        elif to_server and not state.tunnelled and _looks_like_socks(buffered):
             self._socks = True
             mode, decoder = "socks", SocksDecoder()
-        elif not to_server and self._socks:
+        elif not to_server and self._socks and not state.tunnelled:
             mode, decoder = "socks", SocksReplyDecoder()
         elif to_server and self._inspect_sv2(buffered, timestamp):
             self._stop(state)
@@ -483,6 +486,7 @@ class FlowInspector:
             self._start(state, "websocket", WebSocketDecoder(masked_expected=masked))
         else:
             self._start(state, "undecided", None)
+            state.tunnelled = True
         if rest:
             self._push(state, direction, rest, timestamp)
 
