@@ -10,7 +10,7 @@ from detector.engine.sessions import SessionTracker
 
 @dataclass(slots=True)
 class InspectionContext:
-    """What flows learn from each other: DNS answers and open sessions.
+    """The state flows share: the passive DNS cache and the open sessions.
 
     One context serves every flow of a scan, so a DNS answer seen in one flow
     names the server of a later flow, and reconnects share a session.

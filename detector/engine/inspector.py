@@ -147,7 +147,7 @@ TLS_1_3 = 0x0304
 # none, GSSAPI, username/password, and the IANA-assigned 0x03-0x09.
 SOCKS5_METHODS = frozenset(range(0x00, 0x0A))
 
-# Where a name came from, as the evidence describes it.
+# The source of a server name, as the evidence description words it.
 POOL_NAME_SOURCES = {
     "tls.sni": "the TLS server name (SNI)",
     "tls.certificate": "the server's certificate",
@@ -1037,8 +1037,8 @@ class FlowInspector:
     # -- verdict -----------------------------------------------------------
 
     def is_mining(self) -> bool:
-        """Whether the evidence so far makes this flow a mining flow of medium
-        confidence or more (the flow table keeps such flows when it is full)."""
+        """Return whether the evidence so far makes a mining flow of medium
+        confidence or more. The flow table keeps such flows when it is full."""
         verdict = self.verdict(carries_data=True)
         return verdict is not None and verdict >= Confidence.MEDIUM
 
@@ -1213,8 +1213,9 @@ class FlowInspector:
             )
 
     def _read_a_protocol(self) -> bool:
-        """Whether a plaintext protocol (not TLS) was read from the flow, so
-        its shape says nothing that its messages did not."""
+        """Return whether a plaintext protocol (not TLS) was read from the flow.
+
+        The shape of such a flow adds nothing to what its messages showed."""
         return bool(self._methods[Direction.TO_SERVER]) or any(
             state.mode in ("json", "http", "dns") for state in self._directions.values()
         )
@@ -1231,7 +1232,7 @@ FlowInspector._handlers = {
 
 
 def _looks_like_socks(data: bytes) -> bool:
-    """Whether a client stream opens with a SOCKS4 or SOCKS5 handshake."""
+    """Return whether a client stream opens with a SOCKS4 or SOCKS5 handshake."""
     if len(data) < 2:
         return False
     if data[0] == 5:

@@ -18,7 +18,7 @@ from detector.model import Confidence, Detection
 # pool after a few minutes, so a longer silence means the miner was stopped.
 SESSION_GAP_SECONDS = 900.0
 
-# A live sink repeats an alert for a session at most this often; the scan of
+# A live sink repeats an alert for a session at most this often. The scan of
 # a capture writes one alert per flow and is not rate-limited.
 ALERT_INTERVAL_SECONDS = 300.0
 

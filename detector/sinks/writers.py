@@ -1,7 +1,7 @@
 """Alert writers: JSON lines, CSV and a table for people.
 
 JSON lines and CSV are written one detection at a time as flows end, so a
-consumer sees each alert as soon as the scan has judged its flow. The table is
+consumer gets each alert as soon as the scan has judged its flow. The table is
 printed once, at the end, because its column widths depend on every row.
 """
 
@@ -175,8 +175,8 @@ def write_table(
 ) -> None:
     """Print detections as tables for people reading a terminal, one per capture.
 
-    Each cell holds two short lines, so a row fits an 80-column terminal; the
-    JSON and CSV formats carry every field and every piece of evidence.
+    Each cell has two short lines to keep rows narrow. The JSON and CSV
+    formats carry every field and every piece of evidence.
     """
     sources = list(dict.fromkeys(detection.source for detection in detections))
     for source in sources:
