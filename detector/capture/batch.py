@@ -40,7 +40,11 @@ from detector.model import Packet
 _CAPTURED_LENGTH_AT = 8
 _RECORD_WORDS = 4
 
-_UnpackLength = Callable[[bytes, int], tuple[Any, ...]]
+# The bytes of a batch: a bytearray filled in place by the pcap reader, or
+# bytes. Nothing writes to it once the batch is made.
+Buffer = bytes | bytearray
+
+_UnpackLength = Callable[[Buffer, int], tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -55,7 +59,7 @@ class PacketBatch:
     """
 
     source: str
-    data: bytes
+    data: Buffer
     offsets: NDArray[np.int64]
     captured_lengths: NDArray[np.int64]
     wire_lengths: NDArray[np.int64]
@@ -70,10 +74,11 @@ class PacketBatch:
     def packet(self, index: int) -> Packet:
         """Return packet ``index`` of the batch as a :class:`Packet`."""
         start = int(self.offsets[index])
+        end = start + int(self.captured_lengths[index])
         return Packet(
             float(self.timestamps[index]),
             int(self.linktypes[index]),
-            self.data[start : start + int(self.captured_lengths[index])],
+            bytes(memoryview(self.data)[start:end]),
             int(self.wire_lengths[index]),
             self.source,
             int(self.record_offsets[index]),
@@ -110,7 +115,7 @@ def open_batches(path: str | os.PathLike[str]) -> Iterator[PacketBatch]:
         CaptureError: as :func:`~detector.capture.open_capture`, once every
             packet before the damage has been yielded.
     """
-    return open_stream(path, read_batches)
+    return open_stream(path, read_batches, buffering=0)
 
 
 def read_batches(stream: BinaryIO, source: str) -> Iterator[PacketBatch]:
@@ -133,7 +138,9 @@ def read_pcap_batches(read: Read, magic: bytes, source: str) -> Iterator[PacketB
     """Yield the packets of a pcap file whose 4-byte ``magic`` was already read.
 
     ``read`` returns the bytes that follow the magic, as many as are ready up
-    to the size requested, and ``b""`` only at the end.
+    to the size requested, and ``b""`` only at the end. A
+    :class:`~detector.capture.stream.ChunkReader` also reads straight into
+    the batch's buffer, which saves a copy of every chunk.
 
     Raises:
         CaptureError: as :func:`~detector.capture.pcap.read_pcap`, once every
@@ -142,22 +149,24 @@ def read_pcap_batches(read: Read, magic: bytes, source: str) -> Iterator[PacketB
     header = read_pcap_header(read, magic, source)
     unpack_length = struct.Struct(header.byte_order + "I").unpack_from
     word = np.dtype(np.uint32).newbyteorder("<" if header.byte_order == "<" else ">")
-    buffer = b""
-    # Offset in the capture of buffer[0], and packets yielded so far.
+    # The start of a record cut off by the end of the last chunk.
+    rest = b""
+    # Offset in the capture of the first byte of ``rest``, and packets so far.
     base = FILE_HEADER_LENGTH
     number = 0
     while True:
-        chunk = read(BATCH_BYTES)
-        if not chunk:
+        buffer = _fill(read, rest)
+        if len(buffer) == len(rest):
             break
-        buffer = buffer + chunk if buffer else chunk
+        end = 0
         while True:
-            starts, end = _record_starts(buffer, unpack_length, header.max_length)
+            starts, end = _record_starts(buffer, end, unpack_length, header.max_length)
             if starts:
                 batch = _pcap_batch(
                     buffer, starts, word, header.units_per_second, source
                 )
                 yield _numbered(batch, base, number, header.linktype)
+                del batch
                 number += len(starts)
             if end + RECORD_HEADER_LENGTH <= len(buffer):
                 (captured_length,) = unpack_length(buffer, end + _CAPTURED_LENGTH_AT)
@@ -165,26 +174,47 @@ def read_pcap_batches(read: Read, magic: bytes, source: str) -> Iterator[PacketB
                     raise length_error(
                         source, base + end, captured_length, header.snaplen
                     )
-            buffer = buffer[end:]
-            base += end
             if len(starts) < MAX_BATCH_PACKETS:
                 # What is left is a record cut off by the end of the chunk,
                 # while a full batch may have left whole records behind.
                 break
-    if not buffer:
+        rest = bytes(buffer[end:])
+        base += end
+        # The batches yielded share ``buffer``; dropping it here lets it go
+        # once the caller is done with them, before the next one is filled.
+        del buffer
+    if not rest:
         return
-    if len(buffer) < RECORD_HEADER_LENGTH:
-        raise truncated_header_error(source, base, len(buffer))
-    (captured_length,) = unpack_length(buffer, _CAPTURED_LENGTH_AT)
+    if len(rest) < RECORD_HEADER_LENGTH:
+        raise truncated_header_error(source, base, len(rest))
+    (captured_length,) = unpack_length(rest, _CAPTURED_LENGTH_AT)
     raise truncated_data_error(
-        source, base, captured_length, len(buffer) - RECORD_HEADER_LENGTH
+        source, base, captured_length, len(rest) - RECORD_HEADER_LENGTH
     )
 
 
+def _fill(read: Read, rest: bytes) -> bytearray:
+    """Return a buffer of ``rest`` followed by what one read gives, up to
+    BATCH_BYTES in all; it is no longer than ``rest`` at the end of the input."""
+    size = max(BATCH_BYTES, len(rest) + RECORD_HEADER_LENGTH)
+    buffer = bytearray(size)
+    buffer[: len(rest)] = rest
+    read_into = getattr(read, "read_into", None)
+    if read_into is not None:
+        count: int = read_into(memoryview(buffer)[len(rest) :])
+    else:
+        data = read(size - len(rest))
+        count = len(data)
+        buffer[len(rest) : len(rest) + count] = data
+    del buffer[len(rest) + count :]
+    return buffer
+
+
 def _record_starts(
-    buffer: bytes, unpack_length: _UnpackLength, max_length: int
+    buffer: bytearray, position: int, unpack_length: _UnpackLength, max_length: int
 ) -> tuple[list[int], int]:
-    """Return where the whole records in ``buffer`` start, and where they end.
+    """Return where the whole records in ``buffer`` from ``position`` start,
+    and where they end.
 
     The walk stops at the first record that is cut off by the end of the
     buffer or whose captured length is above ``max_length``, after at most
@@ -195,7 +225,6 @@ def _record_starts(
     append = starts.append
     size = len(buffer)
     last_header = size - RECORD_HEADER_LENGTH
-    position = 0
     count = 0
     while position <= last_header and count < MAX_BATCH_PACKETS:
         (captured_length,) = unpack_length(buffer, position + _CAPTURED_LENGTH_AT)
@@ -209,7 +238,7 @@ def _record_starts(
 
 
 def _pcap_batch(
-    buffer: bytes,
+    buffer: bytearray,
     starts: list[int],
     word: np.dtype[np.uint32],
     units_per_second: int,

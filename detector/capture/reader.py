@@ -15,7 +15,13 @@ from typing import BinaryIO, TypeVar
 from detector.capture.limits import READ_BUFFER_SIZE
 from detector.capture.pcap import PCAP_MAGICS, read_pcap
 from detector.capture.pcapng import SHB_MAGIC, read_pcapng
-from detector.capture.stream import GzipInput, PrefixedStream, Read, read_exact
+from detector.capture.stream import (
+    ChunkReader,
+    GzipInput,
+    PrefixedStream,
+    Read,
+    read_exact,
+)
 from detector.errors import CaptureError
 from detector.model import Packet
 
@@ -80,9 +86,14 @@ def read_capture(stream: BinaryIO, source: str) -> Iterator[Packet]:
 
 
 def open_stream(
-    path: str | os.PathLike[str], read: Callable[[BinaryIO, str], Iterator[T]]
+    path: str | os.PathLike[str],
+    read: Callable[[BinaryIO, str], Iterator[T]],
+    buffering: int = READ_BUFFER_SIZE,
 ) -> Iterator[T]:
     """Open ``path`` (``-`` is standard input) and yield what ``read`` yields.
+
+    ``buffering`` is passed to :func:`open`: 0 for a reader that makes large
+    reads of its own.
 
     Raises:
         CaptureError: the file cannot be opened, or ``read`` raises it.
@@ -92,7 +103,7 @@ def open_stream(
         yield from read(sys.stdin.buffer, source)
         return
     try:
-        stream = open(source, "rb", buffering=READ_BUFFER_SIZE)
+        stream = open(source, "rb", buffering=buffering)
     except OSError as exc:
         raise CaptureError(
             source, f"cannot open the capture: {exc.strerror or exc}"
@@ -130,9 +141,8 @@ def read_stream(
         ) from exc
 
 
-def _chunk_reader(stream: BinaryIO | io.BufferedReader) -> Read:
-    read1: Read | None = getattr(stream, "read1", None)
-    return stream.read if read1 is None else read1
+def _chunk_reader(stream: BinaryIO | io.BufferedReader) -> ChunkReader:
+    return ChunkReader(stream)
 
 
 def _read_gzip(
@@ -155,7 +165,7 @@ def _read_gzip(
                 " file once with 'gunzip' and read the result",
                 0,
             )
-        read = content.read1 if chunked else content.read
+        read = ChunkReader(content) if chunked else content.read
         yield from _read_format(read, inner_magic, source, where, pcap, pcapng)
     finally:
         content.close()

@@ -47,6 +47,38 @@ def read_exact(read: Read, size: int) -> bytes:
     return data
 
 
+class ChunkReader:
+    """A read function that returns the bytes a stream has ready, up to the size
+    requested, and can also read them straight into a buffer.
+
+    A buffered stream is read with ``read1``, because its ``readinto1`` loses
+    the bytes it had buffered when the read after them fails (a corrupt gzip
+    stream). A raw stream (a file opened unbuffered, a pipe) is read with
+    ``readinto``, which saves a copy of every chunk.
+    """
+
+    def __init__(self, stream: BinaryIO | io.BufferedIOBase | io.RawIOBase) -> None:
+        read1: Read | None = getattr(stream, "read1", None)
+        self._read: Read = read1 if read1 is not None else stream.read
+        self._readinto: Callable[[memoryview], int | None] | None = None
+        if read1 is None:
+            self._readinto = getattr(stream, "readinto", None)
+
+    def __call__(self, size: int) -> bytes:
+        return self._read(size)
+
+    def read_into(self, buffer: memoryview) -> int:
+        """Fill the start of ``buffer`` and return the byte count, 0 at the end."""
+        if self._readinto is None:
+            data = self._read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        count = self._readinto(buffer)
+        # A raw stream returns None when a non-blocking read has nothing
+        # ready; capture streams block, so None is treated as no bytes.
+        return count or 0
+
+
 class PrefixedStream:
     """A read-only stream that returns ``prefix`` and then the rest of ``stream``.
 

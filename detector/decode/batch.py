@@ -89,7 +89,7 @@ class PacketColumns(Protocol):
     """
 
     @property
-    def data(self) -> bytes: ...
+    def data(self) -> bytes | bytearray: ...
 
     @property
     def offsets(self) -> Int64Array: ...
@@ -125,7 +125,7 @@ class SegmentBatch:
     in the packet batch and ``numbers`` the packet numbers in the capture.
     """
 
-    data: bytes
+    data: bytes | bytearray
     packet_indices: Int64Array
     numbers: Int64Array
     timestamps: NDArray[np.float64]
@@ -151,7 +151,8 @@ class SegmentBatch:
         if kept is not None:
             return kept
         start = int(self.payload_offsets[index])
-        return self.data[start : start + int(self.payload_lengths[index])]
+        end = start + int(self.payload_lengths[index])
+        return bytes(memoryview(self.data)[start:end])
 
     def segment(self, index: int) -> Segment:
         """Return row ``index`` as the :class:`Segment` PacketDecoder would make."""

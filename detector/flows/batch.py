@@ -24,6 +24,7 @@ itself touches.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import socket
@@ -32,6 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+# np.unique imports numpy.ma the first time it runs. Importing it here keeps
+# that one-off cost out of the first batch of a scan.
+import numpy.ma  # noqa: F401
 from numpy.typing import NDArray
 
 from detector.decode.batch import SegmentBatch
@@ -61,6 +66,11 @@ JUDGED = 1 << 8  # nothing of the flow needs inspection any more
 DONE_TO_SERVER = 1 << 9  # the stream to the server reached its depth
 DONE_TO_CLIENT = 1 << 10
 _FIN_FROM_BOTH = FIN_FROM_CLIENT | FIN_FROM_SERVER
+
+# Addresses whose text is cached. Flows share their hosts (a pool, a DNS
+# server, a container), so caching saves the conversion and makes their keys
+# share one string; 65536 entries take about 8 MiB at most.
+ADDRESS_TEXT_CACHE = 65536
 
 # Slots the arrays start with; they double when full, up to max_flows.
 INITIAL_SLOTS = 1024
@@ -148,6 +158,7 @@ def key_text(key: bytes, client_is_low: bool) -> FlowKey:
     )
 
 
+@functools.lru_cache(maxsize=ADDRESS_TEXT_CACHE)
 def _address_text(packed: bytes) -> str:
     if len(packed) == 4:
         return socket.inet_ntoa(packed)
@@ -196,6 +207,10 @@ class BatchFlowTable:
         self._evicted: list[Flow] = []
         self._free: list[int] = []
         self._used = 0
+        # Slots, and directions as 2 * slot + column, whose inspection
+        # stopped during the batch being processed.
+        self._stopped: set[int] = set()
+        self._stopped_directions: set[int] = set()
         self._allocate_arrays(min(INITIAL_SLOTS, max_flows))
 
     def __len__(self) -> int:
@@ -308,10 +323,15 @@ class BatchFlowTable:
     def mark_judged(self, slot: int) -> None:
         """Stop calling back for the flow's segments: it needs no inspection."""
         self._state[slot] |= JUDGED
+        self._stopped.add(slot)
 
     def mark_done(self, slot: int, to_server: bool) -> None:
-        """Stop calling back for one direction: its stream reached its depth."""
+        """Stop calling back for one direction of a TCP flow: its stream
+        reached its depth, so its segments change nothing."""
         self._state[slot] |= DONE_TO_SERVER if to_server else DONE_TO_CLIENT
+        self._stopped_directions.add(
+            2 * slot + (_TO_SERVER if to_server else _TO_CLIENT)
+        )
 
     # -- batches -------------------------------------------------------------
 
@@ -363,6 +383,10 @@ class BatchFlowTable:
         # made each of those new flows, as they would one segment at a time.
         pending = list(zip(plan.eviction_points, evicted, strict=True))
         pending.reverse()
+        # Flows and directions stopped during this batch: their remaining
+        # candidates are skipped without a callback.
+        stopped = self._stopped = set()
+        stopped_directions = self._stopped_directions = set()
         for index in candidates:
             while pending and pending[-1][0] <= index:
                 self._finish_evicted(pending.pop()[1], finish)
@@ -372,8 +396,17 @@ class BatchFlowTable:
                     finish(self.drain_evicted())
                 if plan.needs_inspection(index, int(self._state[slot]), direction):
                     inspect(index, slot, direction)
-            else:
-                inspect(index, slots[index], to_server[index])
+                continue
+            slot = slots[index]
+            if slot in stopped:
+                continue
+            direction = to_server[index]
+            if stopped_directions and (
+                2 * slot + (_TO_SERVER if direction else _TO_CLIENT)
+                in stopped_directions
+            ):
+                continue
+            inspect(index, slot, direction)
         while pending:
             self._finish_evicted(pending.pop()[1], finish)
         plan.reorder()

@@ -1,0 +1,214 @@
+"""The batch path and the per-packet path give the same detections and counts.
+
+Every bundled sample and every third-party capture is scanned both ways, and
+so are generated captures that cross batch boundaries, fill the flow table
+and let flows expire.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from pathlib import Path
+
+import pytest
+
+from detector.capture import MAX_BATCH_PACKETS
+from detector.flows.table import IDLE_TIMEOUT
+from detector.model import Detection, Direction
+from detector.scan import EXPIRE_EVERY_PACKETS, FileResult, scan_file
+from detector.trafficgen.conversation import Endpoint, Step, tcp_conversation
+from detector.trafficgen.links import Ethernet
+from detector.trafficgen.writers import Record, encode_pcap
+from tests.conftest import SAMPLES
+
+SAMPLE_PATHS = sorted(p for p in SAMPLES.iterdir() if p.name != "manifest.yaml")
+CLIENT = Endpoint("172.17.0.9", 45000)
+POOL = Endpoint("203.0.113.77", 3333)
+START_NS = 1_767_225_600 * 10**9
+
+
+def scan_both(
+    path: Path, signatures: object, max_flows: int | None = None
+) -> tuple[FileResult, FileResult, list[Detection], list[Detection]]:
+    options = {} if max_flows is None else {"max_flows": max_flows}
+    fast_emitted: list[Detection] = []
+    slow_emitted: list[Detection] = []
+    fast = scan_file(
+        str(path),
+        signatures,  # type: ignore[arg-type]
+        on_detection=fast_emitted.append,
+        fast_path=True,
+        **options,
+    )
+    slow = scan_file(
+        str(path),
+        signatures,  # type: ignore[arg-type]
+        on_detection=slow_emitted.append,
+        fast_path=False,
+        **options,
+    )
+    return fast, slow, fast_emitted, slow_emitted
+
+
+def assert_same(
+    path: Path, signatures: object, max_flows: int | None = None
+) -> FileResult:
+    fast, slow, fast_emitted, slow_emitted = scan_both(path, signatures, max_flows)
+    assert fast.detections == slow.detections
+    assert fast_emitted == slow_emitted
+    assert dataclasses.replace(fast.stats, seconds=0.0) == dataclasses.replace(
+        slow.stats, seconds=0.0
+    )
+    assert fast.error == slow.error
+    assert fast.warnings == slow.warnings
+    assert fast.interrupted == slow.interrupted
+    return fast
+
+
+@pytest.mark.parametrize("path", SAMPLE_PATHS, ids=[p.name for p in SAMPLE_PATHS])
+def test_samples_same_both_ways(path: Path, signatures) -> None:
+    assert_same(path, signatures)
+
+
+@pytest.mark.parametrize("max_flows", [1, 2, 5])
+def test_samples_same_with_small_table(max_flows: int, signatures) -> None:
+    for path in SAMPLE_PATHS:
+        assert_same(path, signatures, max_flows)
+
+
+@pytest.mark.realpcap
+def test_real_captures_same_both_ways(real_pcaps: Path, signatures) -> None:
+    paths = [
+        path
+        for path in sorted(real_pcaps.rglob("*"))
+        if path.is_file() and path.suffix in (".pcap", ".pcapng", ".cap", ".gz")
+    ]
+    assert paths
+    for path in paths:
+        assert_same(path, signatures)
+
+
+@pytest.mark.realpcap
+def test_real_captures_same_with_small_table(real_pcaps: Path, signatures) -> None:
+    paths = [
+        path
+        for path in sorted(real_pcaps.rglob("*"))
+        if path.is_file() and path.suffix in (".pcap", ".pcapng", ".cap", ".gz")
+    ]
+    for path in paths:
+        assert_same(path, signatures, max_flows=3)
+
+
+# Generated captures.
+
+
+def line(message: str) -> bytes:
+    return message.encode() + b"\n"
+
+
+def stratum_steps() -> list[Step]:
+    notify = (
+        '{"id": null, "method": "mining.notify", "params": ["j1", "'
+        + "00" * 32
+        + '", "01", "02", [], "20000000", "1d00ffff", "5a0b0c0d", true]}'
+    )
+    return [
+        Step(
+            Direction.TO_SERVER,
+            line(
+                '{"id": 1, "method": "mining.subscribe", "params": ["cgminer/4.10.0"]}'
+            ),
+        ),
+        Step(Direction.TO_CLIENT, line(notify)),
+        Step(
+            Direction.TO_SERVER,
+            line(
+                '{"id": 4, "method": "mining.submit",'
+                ' "params": ["w.1", "j1", "00", "5a0b", "1a2b"]}'
+            ),
+        ),
+    ]
+
+
+def frame(
+    source: int, port: int, flags: int, payload: bytes = b"", seq: int = 1
+) -> bytes:
+    """An Ethernet, IPv4 and TCP frame from 10.x.y.z:port to the pool."""
+    tcp = struct.pack("!HHIIBBHHH", port, 3333, seq, 0, 0x50, flags, 64240, 0, 0)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        40 + len(payload),
+        source & 0xFFFF,
+        0,
+        64,
+        6,
+        0,
+        struct.pack("!I", 0x0A000000 + source),
+        bytes([203, 0, 113, 77]),
+    )
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp + payload
+
+
+def mixed_capture(path: Path, count: int, gap_at: int | None = None) -> Path:
+    """Write SYNs, short payload flows and a mining conversation spread
+    through them; with ``gap_at``, time jumps past the idle timeout there."""
+    link = Ethernet()
+    records: list[Record] = []
+    time_ns = START_NS
+    for index in range(count):
+        time_ns += 1000
+        if gap_at is not None and index == gap_at:
+            time_ns += int((IDLE_TIMEOUT + 10) * 10**9)
+        kind = index % 7
+        source = index // 7 % 5000
+        if kind == 0:
+            data = frame(source, 20000 + source % 30000, 0x02)
+        elif kind in (1, 2):
+            data = frame(source, 20000 + source % 30000, 0x18, b"GET / HTTP/1.1\r\n", 1)
+        elif kind == 3:
+            data = frame(source, 20000 + source % 30000, 0x11, b"", 17)
+        else:
+            data = frame(source % 50, 1024 + index % 64, 0x10, b"x" * (index % 3))
+        records.append(Record(time_ns, data))
+    mining = tcp_conversation(CLIENT, POOL, stratum_steps(), start_ns=START_NS)
+    spacing = max(1, count // len(mining))
+    for number, packet in enumerate(mining):
+        position = min(number * (spacing + 1), len(records))
+        records.insert(
+            position,
+            Record(
+                records[position - 1].timestamp_ns if position else START_NS,
+                link.frame(packet),
+            ),
+        )
+    path.write_bytes(encode_pcap(records, link.linktype))
+    return path
+
+
+def test_many_batches_same_both_ways(tmp_path: Path, signatures) -> None:
+    count = EXPIRE_EVERY_PACKETS + MAX_BATCH_PACKETS // 2
+    path = mixed_capture(tmp_path / "many.pcap", count)
+
+    result = assert_same(path, signatures)
+
+    assert result.stats.packets > EXPIRE_EVERY_PACKETS
+    assert len(result.detections) == 1
+
+
+def test_expiry_same_both_ways(tmp_path: Path, signatures) -> None:
+    count = EXPIRE_EVERY_PACKETS + 2000
+    path = mixed_capture(tmp_path / "idle.pcap", count, gap_at=EXPIRE_EVERY_PACKETS - 5)
+
+    assert_same(path, signatures)
+
+
+@pytest.mark.parametrize("max_flows", [10, 1000, 5000])
+def test_full_table_same_both_ways(tmp_path: Path, signatures, max_flows: int) -> None:
+    path = mixed_capture(tmp_path / "full.pcap", 40_000)
+
+    result = assert_same(path, signatures, max_flows)
+
+    assert result.stats.flows_evicted > 0
