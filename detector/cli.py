@@ -262,6 +262,27 @@ def scan(
             " alone) are weak evidence and hidden by default.",
         ),
     ] = "medium",
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Scan this many files at once, each in its own process."
+            " Detections are still written file by file in input order. Files"
+            " are then scanned independently: a DNS answer in one file does not"
+            " name the servers of another.",
+        ),
+    ] = 1,
+    fast_path: Annotated[
+        bool,
+        typer.Option(
+            "--fast-path/--no-fast-path",
+            help="Read, decode and count packets in batches (the default), or one"
+            " at a time. Both give the same output; one at a time is slower and"
+            " is kept to check the batch path against.",
+        ),
+    ] = True,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print no summary and no progress.")
     ] = False,
@@ -329,6 +350,8 @@ def scan(
             min_confidence=threshold,
             attribution=attribution,
             by_container=by == "container",
+            jobs=jobs,
+            fast_path=fast_path,
         )
         if by == "container":
             write_container_summary(reported, fmt, stream, is_terminal)
@@ -384,6 +407,8 @@ def _run_scan(
     min_confidence: Confidence,
     attribution: AttributionSources,
     by_container: bool,
+    jobs: int = 1,
+    fast_path: bool = True,
 ) -> tuple[ScanReport, list[Detection]]:
     writer: AlertWriter = (
         _Collector()
@@ -424,6 +449,8 @@ def _run_scan(
             progress=on_progress,
             max_flows=max_flows,
             on_detection=on_detection,
+            fast_path=fast_path,
+            jobs=jobs,
         )
     finally:
         progress.stop()

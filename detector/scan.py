@@ -7,11 +7,19 @@ detections made before the failure, and the scan goes on with the next file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import multiprocessing
+import multiprocessing.queues
 import os
+import queue
+import signal
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
+from multiprocessing.synchronize import Event as EventType
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +39,7 @@ from detector.errors import CaptureError, DecodeError
 from detector.flows.batch import BatchFlowTable, FlowKeys, flow_keys
 from detector.flows.table import MAX_FLOWS, Flow, FlowTable
 from detector.model import FIN, RST, SYN, TCP, Detection, Direction, Segment
-from detector.signatures import Signatures
+from detector.signatures import Signatures, load_signatures
 
 log = logging.getLogger(__name__)
 
@@ -522,12 +530,25 @@ def scan_paths(
     max_flows: int = MAX_FLOWS,
     on_detection: DetectionCallback | None = None,
     fast_path: bool = True,
+    jobs: int = 1,
 ) -> ScanReport:
     """Scan every capture named by ``paths`` and merge the results.
 
     An interrupt (Ctrl-C) ends the scan after the current file's flows have
-    been judged; ``report.interrupted`` says so.
+    been judged; ``report.interrupted`` is then True. With ``jobs`` above 1,
+    files are scanned in that many worker processes (see
+    :func:`scan_paths_parallel`).
+
+    Raises:
+        ValueError: ``jobs`` is below 1.
     """
+    if jobs < 1:
+        raise ValueError(f"invalid jobs {jobs}: must be 1 or more")
+    if jobs > 1:
+        return scan_paths_parallel(
+            paths, signatures, jobs, progress, max_flows, on_detection, fast_path
+        )
+    started = time.perf_counter()
     report = ScanReport()
     context = InspectionContext()
     folder_errors: list[FileError] = []
@@ -542,6 +563,7 @@ def scan_paths(
             report.interrupted = True
             break
     _report_folder_errors(report, folder_errors)
+    report.stats.seconds = time.perf_counter() - started
     return report
 
 
@@ -552,3 +574,389 @@ def _report_folder_errors(report: ScanReport, errors: list[FileError]) -> None:
         report.files.append(result)
         report.stats.add(result.stats)
     errors.clear()
+
+
+# -- scanning files in worker processes ------------------------------------
+
+# Seconds the parent waits for a message from its workers before it checks
+# that they are still alive.
+WORKER_POLL_SECONDS = 0.5
+
+# After Ctrl-C, seconds the parent waits for workers to judge the flows of the
+# files they were reading before it stops them. Judging a full flow table of
+# MAX_FLOWS flows takes a few seconds; a second Ctrl-C stops them at once.
+INTERRUPT_GRACE_SECONDS = 60.0
+
+
+def scan_paths_parallel(
+    paths: Iterable[str],
+    signatures: Signatures,
+    jobs: int,
+    progress: ProgressCallback | None = None,
+    max_flows: int = MAX_FLOWS,
+    on_detection: DetectionCallback | None = None,
+    fast_path: bool = True,
+) -> ScanReport:
+    """Scan the captures named by ``paths`` in ``jobs`` worker processes.
+
+    The report lists the files in input order, as :func:`scan_paths` does, and
+    ``on_detection`` and ``progress`` are called in this process. Detections
+    are passed to ``on_detection`` file by file in input order, each file as
+    soon as it and the files before it are done. Sessions are grouped here in
+    input order, so session ids are those of a scan in one process.
+
+    NOTE: each file is scanned with its own DNS cache, so unlike a scan in one
+    process, a DNS answer in one file does not name the servers of another.
+
+    Workers are started with the "spawn" method and load the signatures from
+    the folder ``signatures`` was loaded from. On Ctrl-C, the workers judge
+    the flows of the files they are reading, the files not started are
+    skipped, and ``report.interrupted`` is True.
+
+    Raises:
+        ValueError: ``signatures`` was not loaded from files.
+    """
+    if not signatures.files:
+        raise ValueError(
+            "scanning in worker processes needs signatures loaded from a folder"
+        )
+    started = time.perf_counter()
+    folder = os.path.dirname(signatures.files[0])
+    entries: list[FileError | str] = []
+    folder_errors: list[FileError] = []
+    for source in expand_paths(paths, folder_errors):
+        entries.extend(folder_errors)
+        folder_errors.clear()
+        entries.append(source)
+    entries.extend(folder_errors)
+    pool = _WorkerPool(folder, jobs, max_flows, fast_path)
+    merger = _ResultMerger(entries, on_detection)
+    sources = {
+        index: entry for index, entry in enumerate(entries) if isinstance(entry, str)
+    }
+    try:
+        pool.run(sources, merger, progress)
+    finally:
+        pool.close()
+    report = merger.report()
+    report.stats.seconds = time.perf_counter() - started
+    return report
+
+
+class _ResultMerger:
+    """Puts the results of files scanned in any order back in input order.
+
+    A file's detections are passed on, and grouped into sessions, once it and
+    every file before it are done, as a scan in one process would.
+    """
+
+    def __init__(
+        self, entries: list[FileError | str], on_detection: DetectionCallback | None
+    ) -> None:
+        self.entries = entries
+        self.on_detection = on_detection
+        self.interrupted = False
+        self._waiting: dict[int, tuple[FileResult, list[Detection]]] = {}
+        self._merged: list[FileResult] = []
+        self._next = 0
+        self._context = InspectionContext()
+        for index, entry in enumerate(entries):
+            if isinstance(entry, FileError):
+                result = FileResult(source=entry.source, error=entry)
+                result.stats.files_failed = 1
+                self._waiting[index] = (result, [])
+        self._merge_ready()
+
+    def add(self, index: int, result: FileResult, order: list[int]) -> None:
+        """Take the result of entry ``index``; ``order`` lists the positions of
+        its detections in the order the worker judged them."""
+        judged = [result.detections[position] for position in order]
+        self._waiting[index] = (result, judged)
+        if result.interrupted:
+            self.interrupted = True
+        self._merge_ready()
+
+    def fail(self, index: int, message: str) -> None:
+        """Record that entry ``index`` could not be scanned."""
+        source = self.entries[index]
+        assert isinstance(source, str)
+        result = FileResult(source=source, error=FileError(source, message))
+        result.stats.files = 1
+        result.stats.files_failed = 1
+        self.add(index, result, [])
+
+    def report(self) -> ScanReport:
+        """Return the report of every file done; files never scanned after an
+        interrupt are left out."""
+        for index in sorted(self._waiting):
+            self._merge(*self._waiting.pop(index))
+        report = ScanReport(interrupted=self.interrupted)
+        for result in self._merged:
+            report.files.append(result)
+            report.stats.add(result.stats)
+        return report
+
+    def _merge_ready(self) -> None:
+        while self._next in self._waiting:
+            self._merge(*self._waiting.pop(self._next))
+            self._next += 1
+
+    def _merge(self, result: FileResult, judged: list[Detection]) -> None:
+        grouped: dict[int, Detection] = {}
+        for detection in judged:
+            session = self._context.sessions.add(
+                dataclasses.replace(detection, session_id=None),
+                detection.mining.pool_host,
+            )
+            grouped[id(detection)] = dataclasses.replace(
+                detection, session_id=session.id
+            )
+        result.detections = [grouped[id(d)] for d in result.detections]
+        self._merged.append(result)
+        if self.on_detection is not None:
+            for detection in judged:
+                self.on_detection(grouped[id(detection)])
+
+
+class _WorkerPool:
+    """Worker processes that scan one file per task and report by message.
+
+    Messages from a worker are tuples: ("start", index, pid), ("progress",
+    index, packets), ("done", index, result, order) and ("crashed", index,
+    text), where index is None for a crash outside any file.
+    """
+
+    def __init__(self, folder: str, jobs: int, max_flows: int, fast_path: bool) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._tasks: multiprocessing.queues.Queue[tuple[int, str] | None] = (
+            context.Queue()
+        )
+        self._messages: multiprocessing.queues.Queue[tuple[Any, ...]] = context.Queue()
+        self._stop = context.Event()
+        self._workers = [
+            context.Process(
+                target=_work,
+                args=(
+                    self._tasks,
+                    self._messages,
+                    self._stop,
+                    folder,
+                    max_flows,
+                    fast_path,
+                ),
+                name=f"detector-scan-{number + 1}",
+                daemon=True,
+            )
+            for number in range(jobs)
+        ]
+
+    def run(
+        self,
+        sources: dict[int, str],
+        merger: _ResultMerger,
+        progress: ProgressCallback | None,
+    ) -> None:
+        """Scan ``sources`` (entry index to path) and give each result to
+        ``merger``; a Ctrl-C stops the scan as described in scan_paths_parallel.
+
+        Raises:
+            RuntimeError: a worker raised an exception it did not expect.
+        """
+        for task in sources.items():
+            self._tasks.put(task)
+        for _ in self._workers:
+            self._tasks.put(None)
+        # Entry index to the process id of the worker reading it.
+        running: dict[int, int] = {}
+        waiting = set(sources)
+        try:
+            for worker in self._workers:
+                worker.start()
+            self._collect(sources, waiting, running, merger, progress, None)
+        except KeyboardInterrupt:
+            merger.interrupted = True
+            self._stop.set()
+            self._interrupt_workers()
+            deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+            try:
+                self._collect(sources, waiting, running, merger, progress, deadline)
+            except KeyboardInterrupt:
+                log.warning("second interrupt: stopping the worker processes now")
+
+    def _collect(
+        self,
+        sources: dict[int, str],
+        waiting: set[int],
+        running: dict[int, int],
+        merger: _ResultMerger,
+        progress: ProgressCallback | None,
+        deadline: float | None,
+    ) -> None:
+        """Handle messages until every file is done, or, after an interrupt
+        (``deadline`` set), until the files being read are done."""
+        while waiting if deadline is None else running:
+            try:
+                message = self._messages.get(timeout=WORKER_POLL_SECONDS)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    log.warning(
+                        "worker processes did not finish within %.0f s of the"
+                        " interrupt; stopping them",
+                        INTERRUPT_GRACE_SECONDS,
+                    )
+                    return
+                self._check_workers(sources, waiting, running, merger)
+                continue
+            kind, index = message[0], message[1]
+            if kind == "start":
+                running[index] = message[2]
+            elif kind == "progress":
+                if progress is not None:
+                    progress(sources[index], message[2])
+            elif kind == "done":
+                running.pop(index, None)
+                waiting.discard(index)
+                merger.add(index, message[2], message[3])
+            else:
+                where = "" if index is None else f" while scanning {sources[index]}"
+                raise RuntimeError(f"a worker process failed{where}:\n{message[2]}")
+
+    def _check_workers(
+        self,
+        sources: dict[int, str],
+        waiting: set[int],
+        running: dict[int, int],
+        merger: _ResultMerger,
+    ) -> None:
+        """Record a failure for the file of each worker that died without a
+        result (killed by the system or by a signal)."""
+        alive = {worker.pid for worker in self._workers if worker.is_alive()}
+        lost = [index for index, pid in running.items() if pid not in alive]
+        if lost or not alive:
+            # Read what the dead workers sent before they died.
+            time.sleep(WORKER_POLL_SECONDS)
+            if not self._messages.empty():
+                return
+        codes = {worker.pid: worker.exitcode for worker in self._workers}
+        for index in lost:
+            pid = running.pop(index)
+            waiting.discard(index)
+            merger.fail(
+                index,
+                f"the worker process scanning it exited with code {codes[pid]}"
+                " before it finished",
+            )
+        if not alive:
+            for index in sorted(waiting - set(running)):
+                merger.fail(index, "not scanned: every worker process had exited")
+                waiting.discard(index)
+
+    def _interrupt_workers(self) -> None:
+        for worker in self._workers:
+            if worker.is_alive() and worker.pid is not None:
+                try:
+                    os.kill(worker.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
+    def close(self) -> None:
+        """Stop the workers: let them exit, then terminate those that do not."""
+        self._stop.set()
+        for worker in self._workers:
+            if worker.pid is not None:
+                worker.join(timeout=WORKER_POLL_SECONDS)
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+        self._tasks.cancel_join_thread()
+        self._messages.cancel_join_thread()
+        self._tasks.close()
+        self._messages.close()
+
+
+class _WorkerSignals:
+    """Ctrl-C in a worker: interrupt the scan in progress once, ignore the rest.
+
+    The terminal sends SIGINT to every process of the command and the parent
+    forwards it too, so a worker may get it twice. A second KeyboardInterrupt
+    would cut short the judging of the flows read so far.
+    """
+
+    scanning = False
+    interrupted = False
+
+    @classmethod
+    def install(cls) -> None:
+        signal.signal(signal.SIGINT, cls._on_interrupt)
+
+    @classmethod
+    def _on_interrupt(cls, signum: int, frame: object) -> None:
+        if cls.scanning and not cls.interrupted:
+            cls.interrupted = True
+            raise KeyboardInterrupt
+
+
+def _work(
+    tasks: multiprocessing.queues.Queue[tuple[int, str] | None],
+    messages: multiprocessing.queues.Queue[tuple[Any, ...]],
+    stop: EventType,
+    folder: str,
+    max_flows: int,
+    fast_path: bool,
+) -> None:
+    """Scan files from ``tasks`` until a None task or ``stop``; runs in a worker."""
+    _WorkerSignals.install()
+    index: int | None = None
+    try:
+        signatures = load_signatures(folder)
+        while not _WorkerSignals.interrupted:
+            task = tasks.get()
+            if task is None or stop.is_set():
+                break
+            index, source = task
+            messages.put(("start", index, os.getpid()))
+            result, order = _scan_task(
+                index, source, signatures, messages, max_flows, fast_path
+            )
+            messages.put(("done", index, result, order))
+            index = None
+    except Exception:  # noqa: BLE001 - reported to the parent, which raises it
+        messages.put(("crashed", index, traceback.format_exc()))
+
+
+def _scan_task(
+    index: int,
+    source: str,
+    signatures: Signatures,
+    messages: multiprocessing.queues.Queue[tuple[Any, ...]],
+    max_flows: int,
+    fast_path: bool,
+) -> tuple[FileResult, list[int]]:
+    """Scan one file in a worker; return its result and the order, as positions
+    in ``result.detections``, in which its detections were judged."""
+    judged: list[Detection] = []
+
+    def report_progress(name: str, packets: int) -> None:
+        messages.put(("progress", index, packets))
+
+    _WorkerSignals.scanning = True
+    try:
+        result = scan_file(
+            source,
+            signatures,
+            report_progress,
+            max_flows,
+            judged.append,
+            fast_path=fast_path,
+        )
+    except KeyboardInterrupt:
+        # The interrupt came before the scan could catch it: nothing was read.
+        result = FileResult(source=source, interrupted=True)
+        result.stats.files = 1
+    finally:
+        _WorkerSignals.scanning = False
+    position = {
+        id(detection): number for number, detection in enumerate(result.detections)
+    }
+    return result, [position[id(detection)] for detection in judged]

@@ -8,15 +8,24 @@ and let flows expire.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import re
+import signal
 import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from detector.capture import MAX_BATCH_PACKETS
+from detector.cli import EXIT_ERROR, EXIT_INTERRUPTED
 from detector.flows.table import IDLE_TIMEOUT
 from detector.model import Detection, Direction
-from detector.scan import EXPIRE_EVERY_PACKETS, FileResult, scan_file
+from detector.scan import EXPIRE_EVERY_PACKETS, FileResult, scan_file, scan_paths
 from detector.trafficgen.conversation import Endpoint, Step, tcp_conversation
 from detector.trafficgen.links import Ethernet
 from detector.trafficgen.writers import Record, encode_pcap
@@ -212,3 +221,160 @@ def test_full_table_same_both_ways(tmp_path: Path, signatures, max_flows: int) -
     result = assert_same(path, signatures, max_flows)
 
     assert result.stats.flows_evicted > 0
+
+
+# Scanning in worker processes.
+
+
+def detector_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "detector", *arguments]
+
+
+def summary_without_time(errors: bytes) -> str:
+    return re.sub(r" in [0-9.]+ s$", "", errors.decode().strip(), flags=re.MULTILINE)
+
+
+def test_jobs_output_same_as_one_job() -> None:
+    runs = [
+        subprocess.run(
+            detector_command("scan", "--format", "jsonl", "--jobs", jobs, str(SAMPLES)),
+            capture_output=True,
+            timeout=600,
+        )
+        for jobs in ("1", "2")
+    ]
+
+    assert runs[1].returncode == runs[0].returncode
+    assert runs[1].stdout == runs[0].stdout
+    assert summary_without_time(runs[1].stderr) == summary_without_time(runs[0].stderr)
+    assert runs[0].stdout.count(b"\n") > 10
+
+
+def test_jobs_report_same_as_one_job(signatures) -> None:
+    one_emitted: list[Detection] = []
+    two_emitted: list[Detection] = []
+
+    one = scan_paths([str(SAMPLES)], signatures, on_detection=one_emitted.append)
+    two = scan_paths(
+        [str(SAMPLES)], signatures, on_detection=two_emitted.append, jobs=2
+    )
+
+    assert two_emitted == one_emitted
+    assert [result.source for result in two.files] == [r.source for r in one.files]
+    assert two.detections == one.detections
+    assert dataclasses.replace(two.stats, seconds=0.0) == dataclasses.replace(
+        one.stats, seconds=0.0
+    )
+    assert not two.interrupted
+
+
+def test_jobs_below_one_rejected(signatures) -> None:
+    with pytest.raises(ValueError, match="invalid jobs 0"):
+        scan_paths([str(SAMPLES)], signatures, jobs=0)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The scan's worker processes: its children other than multiprocessing's
+    resource tracker."""
+    workers = []
+    for child in children(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"resource_tracker" not in command:
+            workers.append(child)
+    return workers
+
+
+def blocked_reading_pipe(pid: int) -> bool:
+    try:
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    # A guard against a hang, not a timing check: the condition holds as soon
+    # as the workers have read what they were given.
+    for _ in range(1200):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
+def test_jobs_interrupt_judges_flows_and_stops_workers(tmp_path: Path) -> None:
+    fifos = [tmp_path / "first.pcap", tmp_path / "second.pcap"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    scan = subprocess.Popen(
+        detector_command("scan", "--format", "jsonl", "--jobs", "2", *map(str, fifos)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # Opening a FIFO for writing waits for its reader, a worker.
+    writers = [fifo.open("wb") for fifo in fifos]
+    try:
+        writers[0].write((SAMPLES / "monero-xmrig.pcap").read_bytes())
+        writers[0].flush()
+        writers[1].write((SAMPLES / "negative-dns.pcap").read_bytes())
+        writers[1].flush()
+        wait_for(lambda: len(worker_pids(scan.pid)) == 2, "two worker processes")
+        workers = worker_pids(scan.pid)
+        wait_for(
+            lambda: all(blocked_reading_pipe(pid) for pid in workers),
+            "the workers to read all they were sent",
+        )
+
+        # Only the parent gets the signal; it forwards it to the workers.
+        scan.send_signal(signal.SIGINT)
+        output, errors = scan.communicate(timeout=120)
+    finally:
+        for writer in writers:
+            writer.close()
+
+    assert scan.returncode == EXIT_INTERRUPTED, errors
+    assert b"interrupted" in errors
+    documents = [json.loads(line) for line in output.splitlines()]
+    assert [document["mining"]["dialect"] for document in documents] == ["monero"]
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
+def test_jobs_worker_killed_reported(tmp_path: Path) -> None:
+    fifos = [tmp_path / "first.pcap", tmp_path / "second.pcap"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    scan = subprocess.Popen(
+        detector_command("scan", "--format", "jsonl", "--jobs", "2", *map(str, fifos)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    writers = [fifo.open("wb") for fifo in fifos]
+    try:
+        for writer in writers:
+            writer.write((SAMPLES / "monero-xmrig.pcap").read_bytes())
+            writer.flush()
+        wait_for(lambda: len(worker_pids(scan.pid)) == 2, "two worker processes")
+        victim = worker_pids(scan.pid)[0]
+        wait_for(lambda: blocked_reading_pipe(victim), "the worker to read its file")
+
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        for writer in writers:
+            writer.close()
+    output, errors = scan.communicate(timeout=120)
+
+    assert scan.returncode == EXIT_ERROR, errors
+    assert b"exited with code -9 before it finished" in errors
+    assert len(output.splitlines()) == 1
