@@ -58,11 +58,31 @@ ADDRESS_BYTES = 16
 
 _TRANSPORTS = {IPPROTO_TCP: TCP, IPPROTO_UDP: "udp"}
 _TRANSPORT_NUMBERS = {name: number for number, name in _TRANSPORTS.items()}
-_IP_TUNNELS = (IPPROTO_IPIP, IPPROTO_IPV6)
-_IPV6_NOT_FINAL = sorted({*IPV6_WALKED_HEADERS, *_IP_TUNNELS})
-_RAW_LINKTYPES = (LINKTYPE_RAW, LINKTYPE_RAW_BSD, LINKTYPE_RAW_OPENBSD)
-_VLAN_TPIDS = sorted(VLAN_TPIDS)
-_SUPPORTED_LINKTYPES = sorted(LINK_DECODERS)
+_IP_TUNNEL_NUMBERS = (IPPROTO_IPIP, IPPROTO_IPV6)
+
+
+def _member_table(members: object, size: int) -> NDArray[np.bool_]:
+    """Return a lookup table, True at each of ``members``, for values below
+    ``size``; np.isin costs far more per call on arrays of a batch's size."""
+    table = np.zeros(size + 1, dtype=np.bool_)
+    table[sorted(members)] = True  # type: ignore[call-overload]
+    return table
+
+
+# Lookup tables over 16-bit fields (link types, EtherTypes) and 8-bit ones (IP
+# protocols). Link types are 16 bits in pcap and pcapng; a larger value is
+# clipped to the last entry, which is False.
+_UINT16_VALUES = 1 << 16
+_UINT8_VALUES = 1 << 8
+_SUPPORTED_LINKTYPES = _member_table(LINK_DECODERS, _UINT16_VALUES)
+_RAW_LINKTYPES = _member_table(
+    (LINKTYPE_RAW, LINKTYPE_RAW_BSD, LINKTYPE_RAW_OPENBSD), _UINT16_VALUES
+)
+_VLAN_TPIDS = _member_table(VLAN_TPIDS, _UINT16_VALUES)
+_IP_TUNNELS = _member_table(_IP_TUNNEL_NUMBERS, _UINT8_VALUES)
+_IPV6_NOT_FINAL = _member_table(
+    {*IPV6_WALKED_HEADERS, *_IP_TUNNEL_NUMBERS}, _UINT8_VALUES
+)
 
 # Header sizes and field offsets, as in the per-packet decoder.
 _ETHERNET_HEADER = 14
@@ -276,7 +296,7 @@ class _Layout:
         self.acks = np.zeros(count, dtype=np.int64)
         self.payload_offsets = np.zeros(count, dtype=np.int64)
         self.payload_lengths = np.zeros(count, dtype=np.int64)
-        supported = np.isin(batch.linktypes, _SUPPORTED_LINKTYPES)
+        supported = _SUPPORTED_LINKTYPES[np.clip(batch.linktypes, 0, _UINT16_VALUES)]
         self.kinds[~supported] = UNSUPPORTED
         if count and batch.data:
             self._decode()
@@ -324,18 +344,18 @@ class _Layout:
         ethertype = self._u16(rows, np.select([ethernet, sll], [12, 14], 0))
         arphrd = self._u16(rows, np.where(sll, 2, 8))
         netlink = (sll | sll2) & (arphrd == ARPHRD_NETLINK) & complete
-        tagged = framed & np.isin(ethertype, _VLAN_TPIDS)
+        tagged = framed & _VLAN_TPIDS[ethertype]
         inner = self._u16(rows, header + 2)
         ethertype = np.where(tagged, inner, ethertype)
         network = header + _VLAN_TAG * tagged
         usable = framed & complete & ~netlink & (captured >= network)
-        usable &= ~(tagged & np.isin(inner, _VLAN_TPIDS))
+        usable &= ~(tagged & _VLAN_TPIDS[inner])
         usable &= ethertype > MAX_8023_LENGTH
         ipv4 = usable & (ethertype == ETHERTYPE_IPV4)
         ipv6 = usable & (ethertype == ETHERTYPE_IPV6)
         not_ip = usable & ~ipv4 & ~ipv6
 
-        raw = np.isin(linktype, _RAW_LINKTYPES) & (captured > 0)
+        raw = _RAW_LINKTYPES[np.clip(linktype, 0, _UINT16_VALUES)] & (captured > 0)
         version = self._bytes(rows, np.zeros(len(rows), dtype=np.int64)) >> 4
         ipv4 |= (raw & (version == 4)) | (linktype == LINKTYPE_IPV4)
         ipv6 |= (raw & (version == 6)) | (linktype == LINKTYPE_IPV6)
@@ -363,7 +383,7 @@ class _Layout:
             & (fragment == 0)
         )
         transport = valid & ((protocol == IPPROTO_TCP) | (protocol == IPPROTO_UDP))
-        other = valid & ~transport & ~np.isin(protocol, _IP_TUNNELS)
+        other = valid & ~transport & ~_IP_TUNNELS[protocol]
         self.kinds[rows[other]] = NO_SEGMENT
 
         keep = np.flatnonzero(transport)
@@ -390,7 +410,7 @@ class _Layout:
         transport = valid & (
             (next_header == IPPROTO_TCP) | (next_header == IPPROTO_UDP)
         )
-        other = valid & ~transport & ~np.isin(next_header, _IPV6_NOT_FINAL)
+        other = valid & ~transport & ~_IPV6_NOT_FINAL[next_header]
         self.kinds[rows[other]] = NO_SEGMENT
         keep = np.flatnonzero(transport)
         rows = rows[keep]

@@ -75,6 +75,9 @@ ADDRESS_TEXT_CACHE = 65536
 # Slots the arrays start with; they double when full, up to max_flows.
 INITIAL_SLOTS = 1024
 
+# TCP and UDP ports are 16-bit.
+_PORT_VALUES = 1 << 16
+
 # Columns of the per-direction arrays.
 _TO_SERVER = 0
 _TO_CLIENT = 1
@@ -201,7 +204,8 @@ class BatchFlowTable:
         self.stream_depth = stream_depth
         self.evictions = 0
         self.pinned_evictions = 0
-        self._server_ports = np.array(sorted(server_ports), dtype=np.int64)
+        self._server_port_table = np.zeros(_PORT_VALUES, dtype=np.bool_)
+        self._server_port_table[sorted(server_ports)] = True
         self._index: OrderedDict[bytes, int] = OrderedDict()
         self._flows: dict[int, Flow] = {}
         self._evicted: list[Flow] = []
@@ -259,6 +263,9 @@ class BatchFlowTable:
 
     def _release(self, slot: int) -> Flow | None:
         """Free ``slot`` and return its Flow, its counters filled in, if any."""
+        self._stopped.discard(slot)
+        self._stopped_directions.discard(2 * slot + _TO_SERVER)
+        self._stopped_directions.discard(2 * slot + _TO_CLIENT)
         flow = self._flows.pop(slot, None)
         if flow is not None:
             self._fill(slot, flow)
@@ -278,6 +285,28 @@ class BatchFlowTable:
         flow.bytes_to_client = sizes[_TO_CLIENT]
         flow.closed = bool(state & CLOSED)
         flow.handshake_seen = bool(state & HANDSHAKE_SEEN)
+
+    def _fill_many(self, slots: list[int], flows: list[Flow]) -> None:
+        """Fill in the counters of many Flows at once, as _fill does."""
+        index = np.array(slots, dtype=np.int64)
+        columns = zip(
+            flows,
+            self._first_seen[index].tolist(),
+            self._last_seen[index].tolist(),
+            self._packets[index].tolist(),
+            self._bytes[index].tolist(),
+            self._state[index].tolist(),
+            strict=True,
+        )
+        for flow, first_seen, last_seen, packets, sizes, state in columns:
+            flow.first_seen = first_seen
+            flow.last_seen = last_seen
+            flow.packets_to_server = packets[_TO_SERVER]
+            flow.packets_to_client = packets[_TO_CLIENT]
+            flow.bytes_to_server = sizes[_TO_SERVER]
+            flow.bytes_to_client = sizes[_TO_CLIENT]
+            flow.closed = bool(state & CLOSED)
+            flow.handshake_seen = bool(state & HANDSHAKE_SEEN)
 
     def _pinned(self, slot: int) -> bool:
         flow = self._flows.get(slot)
@@ -322,16 +351,25 @@ class BatchFlowTable:
 
     def mark_judged(self, slot: int) -> None:
         """Stop calling back for the flow's segments: it needs no inspection."""
-        self._state[slot] |= JUDGED
         self._stopped.add(slot)
 
     def mark_done(self, slot: int, to_server: bool) -> None:
         """Stop calling back for one direction of a TCP flow: its stream
         reached its depth, so its segments change nothing."""
-        self._state[slot] |= DONE_TO_SERVER if to_server else DONE_TO_CLIENT
         self._stopped_directions.add(
             2 * slot + (_TO_SERVER if to_server else _TO_CLIENT)
         )
+
+    def _apply_stops(self) -> None:
+        """Write the stops marked during a batch into the state bits."""
+        if self._stopped:
+            self._state[list(self._stopped)] |= JUDGED
+            self._stopped.clear()
+        if self._stopped_directions:
+            codes = np.array(sorted(self._stopped_directions), dtype=np.int64)
+            bits = np.where(codes % 2 == _TO_SERVER, DONE_TO_SERVER, DONE_TO_CLIENT)
+            np.bitwise_or.at(self._state, codes // 2, bits)
+            self._stopped_directions.clear()
 
     # -- batches -------------------------------------------------------------
 
@@ -353,10 +391,13 @@ class BatchFlowTable:
         if not len(segments):
             return
         plan = _Plan(self, segments, keys)
-        if plan.sequential:
-            self._process_sequential(plan, inspect, finish)
-        else:
-            self._process_vectorised(plan, inspect, finish)
+        try:
+            if plan.sequential:
+                self._process_sequential(plan, inspect, finish)
+            else:
+                self._process_vectorised(plan, inspect, finish)
+        finally:
+            self._apply_stops()
 
     def _process_sequential(
         self, plan: _Plan, inspect: InspectCallback, finish: FinishCallback
@@ -365,8 +406,19 @@ class BatchFlowTable:
             slot, to_server = self._lookup_one(plan, index)
             if self._evicted:
                 finish(self.drain_evicted())
-            if plan.needs_inspection(index, int(self._state[slot]), to_server):
+            if self._needs_inspection(plan, index, slot, to_server):
                 inspect(index, slot, to_server)
+
+    def _needs_inspection(
+        self, plan: _Plan, index: int, slot: int, to_server: bool
+    ) -> bool:
+        """Whether one segment counted in order needs the inspect callback."""
+        if slot in self._stopped:
+            return False
+        code = 2 * slot + (_TO_SERVER if to_server else _TO_CLIENT)
+        if plan.tcp[index] and code in self._stopped_directions:
+            return False
+        return plan.needs_inspection(index, int(self._state[slot]), to_server)
 
     def _process_vectorised(
         self, plan: _Plan, inspect: InspectCallback, finish: FinishCallback
@@ -385,8 +437,8 @@ class BatchFlowTable:
         pending.reverse()
         # Flows and directions stopped during this batch: their remaining
         # candidates are skipped without a callback.
-        stopped = self._stopped = set()
-        stopped_directions = self._stopped_directions = set()
+        stopped = self._stopped
+        stopped_directions = self._stopped_directions
         for index in candidates:
             while pending and pending[-1][0] <= index:
                 self._finish_evicted(pending.pop()[1], finish)
@@ -394,7 +446,7 @@ class BatchFlowTable:
                 slot, direction = self._lookup_one(plan, index)
                 if self._evicted:
                     finish(self.drain_evicted())
-                if plan.needs_inspection(index, int(self._state[slot]), direction):
+                if self._needs_inspection(plan, index, slot, direction):
                     inspect(index, slot, direction)
                 continue
             slot = slots[index]
@@ -572,11 +624,10 @@ class BatchFlowTable:
         then the table's, least recently seen first."""
         flows = self._evicted
         self._evicted = []
-        for slot in self._index.values():
-            flow = self._flows.get(slot)
-            if flow is not None:
-                self._fill(slot, flow)
-                flows.append(flow)
+        full = self._flows
+        slots = [slot for slot in self._index.values() if slot in full]
+        self._fill_many(slots, [full[slot] for slot in slots])
+        flows.extend(full[slot] for slot in slots)
         self._index.clear()
         self._flows.clear()
         self._free.clear()
@@ -746,7 +797,13 @@ class _Plan:
 
         counted = ~self.ordered
         rows = np.flatnonzero(counted)
-        state = table._state[self.slots[rows]]
+        slots = self.slots[rows]
+        state = table._state[slots]
+        # Whether each counted segment's flow carries payload in this batch.
+        marks = np.zeros(len(table._state), dtype=np.bool_)
+        marks[slots[self.segments.payload_lengths[rows] > 0]] = True
+        self.carrying = np.zeros(self.count, dtype=np.bool_)
+        self.carrying[rows] = marks[slots]
         self.to_server[rows] = self.keys.source_is_low[rows] == (
             (state & CLIENT_IS_LOW) != 0
         )
@@ -754,9 +811,9 @@ class _Plan:
     def _source_is_client(
         self, source: Int64Array, destination: Int64Array
     ) -> BoolArray:
-        server_ports = self.table._server_ports
-        source_server = np.isin(source, server_ports)
-        destination_server = np.isin(destination, server_ports)
+        server_ports = self.table._server_port_table
+        source_server = server_ports[source]
+        destination_server = server_ports[destination]
         source_known = source < WELL_KNOWN_PORTS_END
         destination_known = destination < WELL_KNOWN_PORTS_END
         source_ephemeral = source >= EPHEMERAL_PORTS_START
@@ -818,7 +875,7 @@ class _Plan:
         """Keep the sequence number of the first SYN per direction of flows
         without a Flow that carry no payload in this batch.
 
-        A flow promoted in this batch sees its SYNs through the inspect
+        The SYNs of a flow promoted in this batch go through the inspect
         callback instead, because a SYN after its first payload must not set
         the stream's start.
         """
@@ -830,10 +887,7 @@ class _Plan:
         slots = self.slots[rows]
         state = table._state[slots]
         unpromoted = (state & PROMOTED) == 0
-        carrying = np.unique(
-            self.slots[~self.ordered & (self.segments.payload_lengths > 0)]
-        )
-        keep = unpromoted & ~np.isin(slots, carrying)
+        keep = unpromoted & ~self.carrying[rows]
         rows = rows[keep]
         if not len(rows):
             return
@@ -870,8 +924,7 @@ class _Plan:
         active = promoted & ((state & JUDGED) == 0) & ~(tcp & done)
         # Every datagram of a promoted UDP flow is fed, payload or not.
         active_needed = active & (signal | ~tcp)
-        carrying = np.unique(slots[counted & payload])
-        promoting = ~promoted & np.isin(slots, carrying) & (signal | ~tcp)
+        promoting = ~promoted & self.carrying & (signal | ~tcp)
         needed = counted & (active_needed | promoting)
         rows: list[int] = np.flatnonzero(needed | self.ordered).tolist()
         return rows
