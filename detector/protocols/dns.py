@@ -55,6 +55,9 @@ _ADDRESS_FAMILIES = {TYPE_A: socket.AF_INET, TYPE_AAAA: socket.AF_INET6}
 # Label bytes printed as they are; any other byte, and the dot and backslash
 # inside a label, are printed as \DDD (RFC 4343 section 2.1).
 _PLAIN_LABEL_BYTES = frozenset(range(0x21, 0x7F)) - frozenset(b".\\")
+# The same set as bytes, so bytes.translate can drop them in one C call: a
+# label is plain when nothing is left.
+_PLAIN_LABEL_DELETE = bytes(sorted(_PLAIN_LABEL_BYTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ DnsEvent = DnsMessage | MalformedDns
 
 
 def _format_label(label: bytes) -> str:
-    if all(byte in _PLAIN_LABEL_BYTES for byte in label):
+    if not label.translate(None, _PLAIN_LABEL_DELETE):
         return label.decode("ascii")
     return "".join(
         chr(byte) if byte in _PLAIN_LABEL_BYTES else f"\\{byte:03d}" for byte in label
