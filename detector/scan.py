@@ -362,7 +362,7 @@ class CaptureScanner:
                     # The SYN fixes the initial sequence number of the stream.
                     table.note_syn(slot, to_server, view.seqs[index])
                 return
-            flow = table.promote(slot, view.keys.keys[index])
+            flow = table.promote(slot, view.keys.key(index))
             flow.state = FlowInspector(self.signatures, flow.key, self.context)
             self.result.stats.flows += 1
 
@@ -384,6 +384,9 @@ class CaptureScanner:
         )
         if not inspector.wants_data:
             table.mark_judged(slot)
+            # Judged flows are not reassembled again; what a reassembler keeps
+            # of them is dead weight until the flow ends.
+            flow.drop_idle_streams()
         elif tcp and flow.stream(direction).depth_reached:
             table.mark_done(slot, to_server)
 

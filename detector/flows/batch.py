@@ -98,20 +98,35 @@ class FlowKeys:
 
     A key is the protocol number, then the lower endpoint, then the higher one,
     each endpoint the address and the port in network byte order, so both
-    directions of a flow share it. ``source_is_low`` is True where a segment
+    directions of a flow share it. ``keys`` lists each distinct key once, and
+    segment ``i`` has key ``keys[key_ids[i]]``; ``first_rows`` gives the first
+    segment of each distinct key. ``source_is_low`` is True where a segment
     was sent by the lower endpoint, and ``same_endpoints`` where a segment was
     sent to its own address and port.
     """
 
     keys: list[bytes]
+    key_ids: Int64Array
+    first_rows: Int64Array
     source_is_low: BoolArray
     same_endpoints: BoolArray
 
+    def key(self, index: int) -> bytes:
+        """Return the key of segment ``index``."""
+        return self.keys[int(self.key_ids[index])]
+
 
 def flow_keys(segments: SegmentBatch) -> FlowKeys:
-    """Return the key of every segment of ``segments``."""
+    """Return the keys of the segments of ``segments``.
+
+    Only distinct keys become bytes objects: most segments of a batch belong
+    to a flow seen earlier in it, and one object per segment would leave the
+    flow table's long-lived keys scattered among freed ones.
+    """
     count = len(segments)
-    keys_array = np.empty(count, dtype=object)
+    keys: list[bytes] = []
+    key_ids = np.zeros(count, dtype=np.int64)
+    first_rows: list[Int64Array] = []
     source_is_low = np.zeros(count, dtype=np.bool_)
     same = np.zeros(count, dtype=np.bool_)
     for version, width in ((4, 4), (6, 16)):
@@ -134,10 +149,18 @@ def flow_keys(segments: SegmentBatch) -> FlowKeys:
         higher = np.where(low[:, None], destination, source)
         protocol = segments.transports[rows].astype(np.uint8)[:, None]
         packed = np.ascontiguousarray(np.hstack([protocol, lower, higher]))
-        keys_array[rows] = packed.view(f"V{packed.shape[1]}").ravel().tolist()
+        distinct, first_found, inverse = np.unique(
+            packed.view(f"V{packed.shape[1]}").ravel(),
+            return_index=True,
+            return_inverse=True,
+        )
+        key_ids[rows] = len(keys) + inverse.ravel()
+        keys.extend(distinct.tolist())
+        first_rows.append(rows[first_found])
         source_is_low[rows] = low
         same[rows] = equal
-    return FlowKeys(keys_array.tolist(), source_is_low, same)
+    firsts = np.concatenate(first_rows) if first_rows else np.zeros(0, np.int64)
+    return FlowKeys(keys, key_ids, firsts, source_is_low, same)
 
 
 def _endpoints(addresses: NDArray[np.uint8], ports: Int64Array) -> NDArray[np.uint8]:
@@ -484,7 +507,7 @@ class BatchFlowTable:
         This is FlowTable.lookup on the table's arrays: evicted and reused
         flows go to the evicted list.
         """
-        key = plan.keys.keys[index]
+        key = plan.keys.keys[plan.key_ids[index]]
         source_is_low = plan.source_is_low[index]
         same = plan.same_endpoints[index]
         flags = plan.flags[index] if plan.tcp[index] else 0
@@ -660,41 +683,28 @@ class _Plan:
         self.destination_ports: list[int] = segments.destination_ports.tolist()
         self.source_is_low: list[bool] = keys.source_is_low.tolist()
         self.same_endpoints: list[bool] = keys.same_endpoints.tolist()
+        self.key_ids: list[int] = keys.key_ids.tolist()
         index = table._index
-        self.slots = np.fromiter(
-            map(index.get, keys.keys, itertools.repeat(-1, count)),
+        # The slot of each distinct key, -1 for keys new to the table.
+        self.key_slots = np.fromiter(
+            map(index.get, keys.keys, itertools.repeat(-1, len(keys.keys))),
             dtype=np.int64,
-            count=count,
+            count=len(keys.keys),
         )
+        self.slots = self.key_slots[keys.key_ids]
         self.to_server = np.zeros(count, dtype=np.bool_)
         self.ordered = np.zeros(count, dtype=np.bool_)
         self.eviction_points: list[int] = []
         self.eviction_victims: list[tuple[bytes, int]] = []
         self.sequential = False
-        self._group_new_flows()
+        # The distinct keys new to the table, by first segment.
+        new_ids = np.flatnonzero(self.key_slots < 0)
+        self.new_ids = new_ids[np.argsort(keys.first_rows[new_ids])]
+        self.new_firsts = keys.first_rows[self.new_ids]
         self._find_ordered()
         self._plan_evictions()
 
     # -- planning --------------------------------------------------------------
-
-    def _group_new_flows(self) -> None:
-        """Number the keys not in the table by their first segment."""
-        new_rows = np.flatnonzero(self.slots < 0)
-        keys = self.keys.keys
-        new_keys = [keys[row] for row in new_rows.tolist()]
-        # Filled backwards, so each key keeps its first row.
-        first_row = dict(
-            zip(reversed(new_keys), reversed(new_rows.tolist()), strict=True)
-        )
-        firsts = np.array(sorted(first_row.values()), dtype=np.int64)
-        self.new_firsts = firsts
-        self.new_keys = [keys[row] for row in firsts.tolist()]
-        number = {key: position for position, key in enumerate(self.new_keys)}
-        self.groups = self.slots.copy()
-        if len(new_rows):
-            self.groups[new_rows] = -1 - np.fromiter(
-                (number[key] for key in new_keys), dtype=np.int64, count=len(new_keys)
-            )
 
     def _find_ordered(self) -> None:
         """Mark the segments of flows whose outcome depends on segment order."""
@@ -707,20 +717,21 @@ class _Plan:
         # A SYN may reuse the 5-tuple of a closed flow unless it opened the
         # flow: such a flow is counted one segment at a time.
         reusing = pure_syn & ~first_of_new
-        groups = self.groups
-        risky = np.zeros(0, dtype=np.int64)
+        key_ids = self.keys.key_ids
+        risky = np.zeros(len(self.keys.keys), dtype=np.bool_)
         if reusing.any():
-            syn_groups = np.unique(groups[reusing])
-            state = self.table._state
-            existing = syn_groups[syn_groups >= 0]
-            closed = existing[(state[existing] & CLOSED) != 0]
-            risky = np.intersect1d(
-                syn_groups, np.union1d(np.unique(groups[closing]), closed)
-            )
+            syn_keys = np.zeros(len(risky), dtype=np.bool_)
+            syn_keys[key_ids[reusing]] = True
+            ending = np.zeros(len(risky), dtype=np.bool_)
+            ending[key_ids[closing]] = True
+            known = self.key_slots >= 0
+            state = self.table._state[np.where(known, self.key_slots, 0)]
+            ending |= known & ((state & CLOSED) != 0)
+            risky |= syn_keys & ending
         if self.keys.same_endpoints.any():
-            risky = np.union1d(risky, np.unique(groups[self.keys.same_endpoints]))
-        if len(risky):
-            self.ordered = np.isin(groups, risky)
+            risky[key_ids[self.keys.same_endpoints]] = True
+        if risky.any():
+            self.ordered = risky[key_ids]
 
     def _plan_evictions(self) -> None:
         """Find the flows that the batch's new flows evict, or give up on numpy.
@@ -730,7 +741,7 @@ class _Plan:
         flows that are not pinned, whatever the order of the batch.
         """
         table = self.table
-        new_flows = len(self.new_keys)
+        new_flows = len(self.new_ids)
         excess = len(table._index) + new_flows - table.max_flows
         if excess <= 0:
             return
@@ -765,9 +776,7 @@ class _Plan:
         segments = self.segments
         keep = ~self.ordered[self.new_firsts]
         firsts = self.new_firsts[keep]
-        keys = [
-            key for key, kept in zip(self.new_keys, keep.tolist(), strict=True) if kept
-        ]
+        new_ids = self.new_ids[keep]
         if len(firsts):
             slots = table._take_slots(len(firsts))
             flags = np.where(self.tcp_array[firsts], segments.flags[firsts], 0)
@@ -788,12 +797,12 @@ class _Plan:
             table._packets[slots] = 0
             table._bytes[slots] = 0
             table._syn_seqs[slots] = 0
-            table._index.update(zip(keys, slots.tolist(), strict=True))
-
-            new_rows = np.flatnonzero(self.groups < 0)
-            new_slot = np.full(len(self.new_keys), -1, dtype=np.int64)
-            new_slot[np.flatnonzero(keep)] = slots
-            self.slots[new_rows] = new_slot[-1 - self.groups[new_rows]]
+            keys = self.keys.keys
+            table._index.update(
+                zip([keys[i] for i in new_ids.tolist()], slots.tolist(), strict=True)
+            )
+            self.key_slots[new_ids] = slots
+            self.slots = self.key_slots[self.keys.key_ids]
 
         counted = ~self.ordered
         rows = np.flatnonzero(counted)
@@ -946,11 +955,11 @@ class _Plan:
     def reorder(self) -> None:
         """Move the flows the batch touched to the recent end, in the order
         of their last segments."""
-        last_row = dict(zip(self.keys.keys, range(self.count), strict=True))
-        keys = list(last_row)
-        rows = np.fromiter(last_row.values(), dtype=np.int64, count=len(keys))
+        last_rows = np.full(len(self.keys.keys), -1, dtype=np.int64)
+        np.maximum.at(last_rows, self.keys.key_ids, np.arange(self.count))
+        keys = self.keys.keys
         move = self.table._index.move_to_end
-        for position in np.argsort(rows).tolist():
+        for position in np.argsort(last_rows).tolist():
             move(keys[position])
 
 

@@ -131,6 +131,20 @@ class Flow:
             self.streams = streams
         return streams[0] if direction is Direction.TO_SERVER else streams[1]
 
+    def drop_idle_streams(self) -> None:
+        """Drop both reassemblers if neither holds out-of-order bytes.
+
+        Call it once no more segments of the flow will be reassembled: a
+        flush of an empty reassembler delivers nothing, so the fresh ones
+        :meth:`stream` makes afterwards behave the same, without keeping the
+        last bytes each reassembler holds to compare retransmissions.
+        """
+        streams = self.streams
+        if streams is not None and not (
+            streams[0].buffered_bytes or streams[1].buffered_bytes
+        ):
+            self.streams = None
+
     def _note_close(self, direction: Direction, flags: int) -> None:
         if flags & RST:
             self.closed = True

@@ -228,7 +228,7 @@ def batched(
                     if segment.transport == TCP and segment.flags & SYN:
                         table.note_syn(slot, to_server, segment.seq)
                     return
-                flow = table.promote(slot, keys.keys[index])
+                flow = table.promote(slot, keys.key(index))
                 flow.state = FakeInspector(flow.key, budget_of(flow), events)
                 events.append(("promote", flow.key))
             feed_segment(
@@ -308,14 +308,28 @@ def test_keys_shared_by_both_directions() -> None:
 
     keys = flow_keys(batch)
 
-    assert keys.keys[0] == keys.keys[1]
-    assert keys.keys[2] == keys.keys[3]
-    assert len(keys.keys[0]) == 13
-    assert len(keys.keys[2]) == 37
+    assert keys.key(0) == keys.key(1)
+    assert keys.key(2) == keys.key(3)
+    assert len(keys.keys) == 2
+    assert keys.key_ids.tolist() == [0, 0, 1, 1]
+    assert keys.first_rows.tolist() == [0, 2]
+    assert len(keys.key(0)) == 13
+    assert len(keys.key(2)) == 37
     assert keys.source_is_low.tolist() == [True, False, True, False]
-    assert key_text(keys.keys[0], True).client_ip == CLIENT
-    assert key_text(keys.keys[2], False).client_port == 0
-    assert key_text(keys.keys[2], False).client_ip == "2001:db8::2"
+    assert key_text(keys.key(0), True).client_ip == CLIENT
+    assert key_text(keys.key(2), False).client_port == 0
+    assert key_text(keys.key(2), False).client_ip == "2001:db8::2"
+
+
+def test_keys_keep_trailing_zero_bytes() -> None:
+    batch = segment_batch(
+        [tcp("0.0.0.0", 0, "0.0.0.0", 0), tcp("::", 0, "::", 0), tcp("::", 0, "::1", 0)]
+    )
+
+    keys = flow_keys(batch)
+
+    assert [len(keys.key(index)) for index in range(3)] == [13, 37, 37]
+    assert len(set(keys.keys)) == 3
 
 
 def test_conversation_in_one_batch() -> None:
@@ -385,6 +399,16 @@ def test_closed_tuple_reused() -> None:
     second = conversation(40000, start=1.0)
 
     events = assert_same(first + second, [])
+
+    assert sum(event[0] == "finish" for event in events) == 2
+
+
+def test_closed_tuple_reused_next_batch() -> None:
+    first = conversation(40000)
+    # No FIN or RST: only the state at the batch's start says the flow closed.
+    second = conversation(40000, start=1.0)[:5]
+
+    events = assert_same(first + second, [len(first)])
 
     assert sum(event[0] == "finish" for event in events) == 2
 
@@ -481,7 +505,7 @@ def test_stream_depth_stops_callbacks() -> None:
     def inspect(index: int, slot: int, to_server: bool) -> None:
         calls.append(index)
         if table.flow(slot) is None:
-            table.promote(slot, keys.keys[index])
+            table.promote(slot, keys.key(index))
         table.mark_done(slot, to_server)
 
     table.process(batch, keys, inspect, _never)
