@@ -72,8 +72,15 @@ _FIN_FROM_BOTH = FIN_FROM_CLIENT | FIN_FROM_SERVER
 # share one string; 65536 entries take about 8 MiB at most.
 ADDRESS_TEXT_CACHE = 65536
 
-# Slots the arrays start with; they double when full, up to max_flows.
+# Slots the arrays start with. When full they grow by half, up to max_flows:
+# doubling would leave up to half of a large table's slots unused, and a copy
+# of the arrays costs little next to making the flows that filled them.
 INITIAL_SLOTS = 1024
+
+# Flows whose counters flush_all copies at once: enough that the copy costs
+# a few array reads per thousand flows, few enough that the lists it makes
+# stay within a megabyte.
+FILL_CHUNK = 4096
 
 # TCP and UDP ports are 16-bit.
 _PORT_VALUES = 1 << 16
@@ -246,18 +253,20 @@ class BatchFlowTable:
     # -- slots ---------------------------------------------------------------
 
     def _allocate_arrays(self, capacity: int) -> None:
+        # 56 bytes a slot: times, counters of a flow that may run for days,
+        # 32-bit sequence numbers and the state bits.
         self._first_seen = np.zeros(capacity, dtype=np.float64)
         self._last_seen = np.zeros(capacity, dtype=np.float64)
         self._packets = np.zeros((capacity, 2), dtype=np.int64)
         self._bytes = np.zeros((capacity, 2), dtype=np.int64)
-        self._syn_seqs = np.zeros((capacity, 2), dtype=np.int64)
-        self._state = np.zeros(capacity, dtype=np.int64)
+        self._syn_seqs = np.zeros((capacity, 2), dtype=np.uint32)
+        self._state = np.zeros(capacity, dtype=np.int32)
 
     def _grow(self, needed: int) -> None:
         capacity = len(self._state)
         if needed <= capacity:
             return
-        new_capacity = max(needed, min(2 * capacity, self.max_flows))
+        new_capacity = max(needed, min(capacity + capacity // 2, self.max_flows))
         for name in (
             "_first_seen",
             "_last_seen",
@@ -649,7 +658,10 @@ class BatchFlowTable:
         self._evicted = []
         full = self._flows
         slots = [slot for slot in self._index.values() if slot in full]
-        self._fill_many(slots, [full[slot] for slot in slots])
+        # In chunks, so the lists made to copy counters stay small.
+        for start in range(0, len(slots), FILL_CHUNK):
+            chunk = slots[start : start + FILL_CHUNK]
+            self._fill_many(chunk, [full[slot] for slot in chunk])
         flows.extend(full[slot] for slot in slots)
         self._index.clear()
         self._flows.clear()
