@@ -25,6 +25,7 @@ import numpy as np
 
 from detector.capture import open_capture
 from detector.capture.batch import PacketBatch, open_batches
+from detector.capture.reader import STDIN_PATH
 from detector.decode import (
     SUPPORTED_LINKTYPES,
     BatchDecoder,
@@ -547,6 +548,11 @@ def scan_paths(
     """
     if jobs < 1:
         raise ValueError(f"invalid jobs {jobs}: must be 1 or more")
+    paths = list(paths)
+    if jobs > 1 and STDIN_PATH in paths:
+        # A worker process cannot read this process's standard input.
+        log.warning("standard input is read in one process: --jobs %d ignored", jobs)
+        jobs = 1
     if jobs > 1:
         return scan_paths_parallel(
             paths, signatures, jobs, progress, max_flows, on_detection, fast_path

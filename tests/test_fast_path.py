@@ -378,3 +378,16 @@ def test_jobs_worker_killed_reported(tmp_path: Path) -> None:
     assert scan.returncode == EXIT_ERROR, errors
     assert b"exited with code -9 before it finished" in errors
     assert len(output.splitlines()) == 1
+
+
+def test_jobs_read_standard_input_in_one_process() -> None:
+    scan = subprocess.run(
+        detector_command("scan", "--format", "jsonl", "--jobs", "2", "-"),
+        input=(SAMPLES / "monero-xmrig.pcap").read_bytes(),
+        capture_output=True,
+        timeout=120,
+    )
+
+    assert scan.returncode == 1, scan.stderr
+    assert json.loads(scan.stdout)["mining"]["dialect"] == "monero"
+    assert b"--jobs 2 ignored" in scan.stderr
