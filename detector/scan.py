@@ -369,9 +369,6 @@ class CaptureScanner:
 
         inspector = flow.state
         assert isinstance(inspector, FlowInspector)
-        if not inspector.wants_data:
-            table.mark_judged(slot)
-            return
         direction = Direction.TO_SERVER if to_server else Direction.TO_CLIENT
         self._inspect_segment(
             flow,
@@ -407,7 +404,8 @@ class CaptureScanner:
             inspector = flow.state
             if not isinstance(inspector, FlowInspector):
                 continue
-            if flow.key.transport == TCP:
+            # A flow without reassemblers has nothing buffered to flush.
+            if flow.key.transport == TCP and flow.streams is not None:
                 for direction in (Direction.TO_SERVER, Direction.TO_CLIENT):
                     rest = flow.stream(direction).flush()
                     if rest:
