@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 # so a host at its default limit does not have more flows than this open. A flow
 # takes about 0.4 KiB in the table and 0.4 KiB more once its two reassemblers
 # exist, without payload or address strings (tracemalloc, CPython 3.11, as in
-# tests/flows/test_table.py), so a full table takes about 210 MiB.
+# tests/flows/test_table.py), so a full table takes about 210 MiB. The batch
+# table (flows/batch.py) keeps a flow that carried no payload in about 0.26 KiB
+# (tests/flows/test_batch.py), so a table full of those takes about 70 MiB.
 MAX_FLOWS = 262_144
 
 # Seconds without a packet after which a flow is expired. XMRig sends a Stratum
