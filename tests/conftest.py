@@ -9,6 +9,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests check results, never time: with no deadline, a slow example on
+# a loaded machine cannot fail a test that is otherwise correct.
+settings.register_profile("detector", deadline=None)
+settings.load_profile("detector")
 
 # Hypothesis keeps its example database and caches under this folder; the
 # suite writes only to temporary folders, so point it at one and remove it
