@@ -24,7 +24,7 @@ ACK = 0x10
 
 
 class Direction(enum.Enum):
-    """Which way a segment or message travels within its flow."""
+    """The direction a segment or message travels within its flow."""
 
     TO_SERVER = "to_server"
     TO_CLIENT = "to_client"
@@ -36,7 +36,7 @@ class Direction(enum.Enum):
 
 
 class Confidence(enum.IntEnum):
-    """How strongly evidence or a detection points to mining."""
+    """The strength with which evidence or a detection points to mining."""
 
     LOW = 1
     MEDIUM = 2
@@ -112,7 +112,7 @@ class Evidence:
     """One fact that points to mining, with its weight.
 
     ``kind`` is a dotted identifier such as ``stratum.login`` or ``miner.agent``;
-    ``detail`` holds the values behind it (method name, agent string, port).
+    ``detail`` contains the values behind it (method name, agent string, port).
     """
 
     kind: str
@@ -125,7 +125,7 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class MiningFields:
-    """What was read out of a mining flow's messages."""
+    """The fields read out of a mining flow's messages."""
 
     dialect: str
     agent: str | None = None

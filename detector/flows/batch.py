@@ -48,6 +48,7 @@ from detector.flows.table import (
     MAX_FLOWS,
     WELL_KNOWN_PORTS_END,
     Flow,
+    check_table_limits,
 )
 from detector.model import ACK, FIN, RST, SYN, TCP, UDP, Direction, FlowKey
 
@@ -221,13 +222,7 @@ class BatchFlowTable:
         server_ports: frozenset[int] = frozenset(),
         stream_depth: int = STREAM_DEPTH,
     ) -> None:
-        if max_flows < 1:
-            raise ValueError(f"invalid max_flows {max_flows}: must be 1 or more")
-        if not idle_timeout > 0:
-            raise ValueError(
-                f"invalid idle_timeout {idle_timeout}: must be a positive number"
-                " of seconds"
-            )
+        check_table_limits(max_flows, idle_timeout)
         self.max_flows = max_flows
         self.idle_timeout = idle_timeout
         self.server_ports = server_ports

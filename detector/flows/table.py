@@ -168,6 +168,17 @@ class Flow:
         )
 
 
+def check_table_limits(max_flows: int, idle_timeout: float) -> None:
+    """Raise ValueError unless ``max_flows`` is 1 or more and ``idle_timeout``
+    is a positive number of seconds; both flow tables take these limits."""
+    if max_flows < 1:
+        raise ValueError(f"invalid max_flows {max_flows}: must be 1 or more")
+    if not idle_timeout > 0:
+        raise ValueError(
+            f"invalid idle_timeout {idle_timeout}: must be a positive number of seconds"
+        )
+
+
 class FlowTable:
     """Flows by 5-tuple, in least-recently-seen order, at most ``max_flows``.
 
@@ -203,13 +214,7 @@ class FlowTable:
         server_ports: frozenset[int] = frozenset(),
         stream_depth: int = STREAM_DEPTH,
     ) -> None:
-        if max_flows < 1:
-            raise ValueError(f"invalid max_flows {max_flows}: must be 1 or more")
-        if not idle_timeout > 0:
-            raise ValueError(
-                f"invalid idle_timeout {idle_timeout}: must be a positive number"
-                " of seconds"
-            )
+        check_table_limits(max_flows, idle_timeout)
         self.max_flows = max_flows
         self.idle_timeout = idle_timeout
         self.server_ports = server_ports
