@@ -28,12 +28,13 @@ demo: $(STAMP)
 test-tools:
 	@if command -v dockerd >/dev/null && command -v conntrack >/dev/null \
 	    && command -v tcpdump >/dev/null && dpkg -s busybox-static >/dev/null 2>&1 \
-	    && command -v ip >/dev/null && command -v iptables >/dev/null; then \
-	  echo "dockerd, conntrack, tcpdump, busybox, ip and iptables are installed"; \
+	    && command -v ip >/dev/null && command -v iptables >/dev/null \
+	    && command -v tcpreplay >/dev/null; then \
+	  echo "dockerd, conntrack, tcpdump, tcpreplay, busybox, ip and iptables are installed"; \
 	else \
 	  DEBIAN_FRONTEND=noninteractive apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io busybox-static \
-	    conntrack tcpdump iproute2 iptables; \
+	    conntrack tcpdump tcpreplay iproute2 iptables; \
 	fi
 
 test: $(STAMP) test-tools
