@@ -1,0 +1,1 @@
+"""Live capture on container bridges: the `detector watch` command."""
