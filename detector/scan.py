@@ -38,8 +38,8 @@ from detector.engine.context import InspectionContext
 from detector.engine.inspector import FlowInspector
 from detector.errors import CaptureError, DecodeError
 from detector.flows.batch import BatchFlowTable, FlowKeys, flow_keys
-from detector.flows.table import MAX_FLOWS, Flow, FlowTable
-from detector.model import FIN, RST, SYN, TCP, Detection, Direction, Segment
+from detector.flows.table import IDLE_TIMEOUT, MAX_FLOWS, Flow, FlowTable
+from detector.model import FIN, RST, SYN, TCP, Detection, Direction, Packet, Segment
 from detector.signatures import Signatures, load_signatures
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,9 @@ class ScanReport:
 
 ProgressCallback = Callable[[str, int], None]
 DetectionCallback = Callable[[Detection], None]
+# Called with a flow's key (as flows.batch.flow_keys gives it) and each
+# packet of the flow that is inspected.
+PacketCallback = Callable[[bytes, Packet], None]
 
 
 class CaptureScanner:
@@ -135,6 +138,13 @@ class CaptureScanner:
     batches, and only the segments that still need inspection are handled one
     by one. Without it, every packet goes through the per-packet decoder and
     :class:`FlowTable`. Both give the same detections and counts.
+
+    A live watch feeds batches with :meth:`feed` instead of :meth:`run`. It
+    sets ``on_mining``, called with a detection as soon as a flow's evidence
+    makes it mining, while the flow is still open (``on_detection`` follows
+    when the flow ends), ``on_packet``, called with the packets inspected, and
+    ``keep_detections`` False, so a process that runs for months does not
+    keep every detection in memory.
     """
 
     def __init__(
@@ -145,10 +155,18 @@ class CaptureScanner:
         on_detection: DetectionCallback | None = None,
         context: InspectionContext | None = None,
         fast: bool = True,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        on_mining: DetectionCallback | None = None,
+        on_packet: PacketCallback | None = None,
+        keep_detections: bool = True,
     ) -> None:
         self.signatures = signatures
         self.source = source
         self.on_detection = on_detection
+        self.on_mining = on_mining
+        self.on_packet = on_packet
+        self.keep_detections = keep_detections
         # Shared with the other files of a scan, so DNS answers and sessions
         # carry over from one capture to the next.
         self.context = context if context is not None else InspectionContext()
@@ -158,12 +176,16 @@ class CaptureScanner:
         if fast:
             self.decoder = BatchDecoder()
             self.table = BatchFlowTable(
-                max_flows=max_flows, server_ports=signatures.pool_ports
+                max_flows=max_flows,
+                idle_timeout=idle_timeout,
+                server_ports=signatures.pool_ports,
             )
         else:
             self.decoder = PacketDecoder()
             self.table = FlowTable(
-                max_flows=max_flows, server_ports=signatures.pool_ports
+                max_flows=max_flows,
+                idle_timeout=idle_timeout,
+                server_ports=signatures.pool_ports,
             )
         self.result = FileResult(source=source)
         self._unsupported: set[int] = set()
@@ -260,6 +282,8 @@ class CaptureScanner:
             segment.payload,
             segment.timestamp,
         )
+        if self.on_mining is not None and inspector.reported is None:
+            self._report_when_mining(flow, inspector)
 
     def _inspect_segment(
         self,
@@ -291,7 +315,45 @@ class CaptureScanner:
             # A full flow table evicts other flows before a mining one.
             flow.pinned = True
 
+    def _report_when_mining(self, flow: Flow, inspector: FlowInspector) -> None:
+        """Call ``on_mining`` when the flow's evidence makes it mining; the
+        caller checks that it was not reported yet."""
+        if not (flow.pinned or inspector.is_mining()):
+            return
+        assert self.on_mining is not None
+        detection = inspector.detection(
+            self.source,
+            flow.first_seen,
+            flow.last_seen,
+            flow.counters(),
+            pool_port_evidence=flow.key.server_port in self.signatures.pool_ports,
+        )
+        if detection is not None:
+            self.on_mining(detection)
+
     # -- batches -------------------------------------------------------------
+
+    # -- live ----------------------------------------------------------------
+
+    def feed(self, batch: PacketBatch) -> None:
+        """Scan one batch of packets from a live capture."""
+        self._scan_parts(batch, None)
+
+    def expire(self, now: float, lifetime: float | None = None) -> None:
+        """End the flows idle at ``now`` and, with ``lifetime``, those that
+        began more than ``lifetime`` seconds before it."""
+        table = self.table
+        self._finish_flows(table.expire(now))
+        if lifetime is not None:
+            assert isinstance(table, BatchFlowTable)
+            self._finish_flows(table.expire_older(now, lifetime))
+
+    def close(self) -> None:
+        """End every flow of a live capture, reporting the mining ones."""
+        self._finish_flows(self.table.flush_all())
+        stats = self.result.stats
+        stats.fragments_expired = self.decoder.fragments_expired
+        stats.flows_evicted = self.table.evictions
 
     def _read_batches(self, progress: ProgressCallback | None) -> None:
         for batch in open_batches(self.source):
@@ -334,7 +396,7 @@ class CaptureScanner:
             return
         stats.segments += len(segments)
         keys = flow_keys(segments)
-        self._batch = _BatchView(segments, keys)
+        self._batch = _BatchView(segments, keys, batch)
         try:
             table.process(segments, keys, self._inspect_row, self._finish_flows)
         finally:
@@ -355,6 +417,11 @@ class CaptureScanner:
         view = self._batch
         assert view is not None
         tcp = view.tcp[index]
+        if self.on_packet is not None:
+            self.on_packet(
+                view.keys.key(index),
+                view.packets.packet(int(view.segments.packet_indices[index])),
+            )
 
         flow = table.flow(slot)
         if flow is None:
@@ -380,6 +447,10 @@ class CaptureScanner:
             view.segments.payload(index),
             view.timestamps[index],
         )
+        if self.on_mining is not None and inspector.reported is None:
+            if flow.pinned or inspector.is_mining():
+                table.refresh(slot)
+                self._report_when_mining(flow, inspector)
         if not inspector.wants_data:
             table.mark_judged(slot)
             # Judged flows are not reassembled again; what a reassembler keeps
@@ -429,7 +500,8 @@ class CaptureScanner:
                     detection.flow,
                     detection.mining.dialect,
                 )
-                self.result.detections.append(detection)
+                if self.keep_detections:
+                    self.result.detections.append(detection)
                 if self.on_detection is not None:
                     self.on_detection(detection)
 
@@ -440,6 +512,7 @@ class _BatchView:
     __slots__ = (
         "segments",
         "keys",
+        "packets",
         "tcp",
         "flags",
         "seqs",
@@ -447,9 +520,12 @@ class _BatchView:
         "timestamps",
     )
 
-    def __init__(self, segments: SegmentBatch, keys: FlowKeys) -> None:
+    def __init__(
+        self, segments: SegmentBatch, keys: FlowKeys, packets: PacketBatch
+    ) -> None:
         self.segments = segments
         self.keys = keys
+        self.packets = packets
         self.tcp: list[bool] = (segments.transports == IPPROTO_TCP).tolist()
         self.flags: list[int] = segments.flags.tolist()
         self.seqs: list[int] = segments.seqs.tolist()

@@ -227,6 +227,8 @@ class FlowInspector:
         "stream_gaps",
         "malformed_messages",
         "messages",
+        "reported",
+        "_flow_evidence_added",
     )
 
     def __init__(
@@ -266,6 +268,9 @@ class FlowInspector:
         self.stream_gaps = 0
         self.malformed_messages = 0
         self.messages = 0
+        # The last detection built for this flow, which its session counts.
+        self.reported: Detection | None = None
+        self._flow_evidence_added = False
 
     # -- feeding -----------------------------------------------------------
 
@@ -1093,11 +1098,15 @@ class FlowInspector:
     ) -> Detection | None:
         """Build the detection for this flow, or None when it makes no finding.
 
-        Evidence that needs the whole flow is added here: names a DNS answer
-        gave the server address, a pool-list address match and, for flows no
-        protocol could read, the behavioural score.
+        Evidence that needs the whole flow is added here, on the first call:
+        names a DNS answer gave the server address, a pool-list address match
+        and, for flows no protocol could read, the behavioural score. A later
+        call (the flow reported again when it ends) replaces the earlier
+        detection in its session rather than adding a flow.
         """
-        self._add_flow_evidence(first_seen, last_seen, counters)
+        if not self._flow_evidence_added:
+            self._flow_evidence_added = True
+            self._add_flow_evidence(first_seen, last_seen, counters)
         carries_data = counters.bytes_to_server > 0 and counters.bytes_to_client > 0
         confidence = self.verdict(carries_data)
         if confidence is None:
@@ -1152,8 +1161,12 @@ class FlowInspector:
             counters=counters,
             stream_gaps=self.stream_gaps,
         )
-        session = self.context.sessions.add(detection, mining.pool_host)
-        return replace(detection, session_id=session.id)
+        session = self.context.sessions.add(
+            detection, mining.pool_host, replaces=self.reported
+        )
+        detection = replace(detection, session_id=session.id)
+        self.reported = detection
+        return detection
 
     def _add_flow_evidence(
         self, first_seen: float, last_seen: float, counters: FlowCounters

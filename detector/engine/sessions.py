@@ -59,13 +59,22 @@ class SessionTracker:
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, detection: Detection, pool: str | None = None) -> Session:
+    def add(
+        self,
+        detection: Detection,
+        pool: str | None = None,
+        replaces: Detection | None = None,
+    ) -> Session:
         """Add a detection and return its session.
 
         ``pool`` names the pool (a domain from the protocol, SNI or DNS). A
         session is found by the client with the pool's name or with the
         server address, so a TLS attempt known by its server name and a
         plaintext retry known only by its address share a session.
+
+        ``replaces`` is an earlier detection of the same flow, already added
+        (a live watch reports a flow when it is found and again when it
+        ends): its counts are taken back so the flow counts once.
         """
         flow = detection.flow
         keys = [(flow.client_ip, flow.server_ip)]
@@ -95,7 +104,14 @@ class SessionTracker:
         mining = detection.mining
         session.first_seen = min(session.first_seen, detection.first_seen)
         session.last_seen = max(session.last_seen, detection.last_seen)
-        session.flows += 1
+        if replaces is None:
+            session.flows += 1
+        else:
+            earlier = replaces.mining
+            session.jobs -= earlier.jobs
+            session.shares_submitted -= earlier.shares_submitted
+            session.shares_accepted -= earlier.shares_accepted
+            session.shares_rejected -= earlier.shares_rejected
         session.jobs += mining.jobs
         session.shares_submitted += mining.shares_submitted
         session.shares_accepted += mining.shares_accepted

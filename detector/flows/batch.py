@@ -40,7 +40,7 @@ import numpy.ma  # noqa: F401
 from numpy.typing import NDArray
 
 from detector.decode.batch import SegmentBatch
-from detector.decode.decoder import IPPROTO_TCP
+from detector.decode.decoder import IPPROTO_TCP, IPPROTO_UDP
 from detector.flows.reassembly import STREAM_DEPTH
 from detector.flows.table import (
     EPHEMERAL_PORTS_START,
@@ -190,6 +190,22 @@ def key_text(key: bytes, client_is_low: bool) -> FlowKey:
         _address_text(server[:-2]),
         int.from_bytes(server[-2:], "big"),
     )
+
+
+def key_bytes(flow: FlowKey) -> bytes:
+    """Return the key :func:`flow_keys` gives the segments of ``flow``: the
+    inverse of :func:`key_text`."""
+    protocol = IPPROTO_TCP if flow.transport == TCP else IPPROTO_UDP
+    client = _packed_address(flow.client_ip) + flow.client_port.to_bytes(2, "big")
+    server = _packed_address(flow.server_ip) + flow.server_port.to_bytes(2, "big")
+    low, high = (client, server) if client <= server else (server, client)
+    return bytes([protocol]) + low + high
+
+
+def _packed_address(text: str) -> bytes:
+    if ":" in text:
+        return socket.inet_pton(socket.AF_INET6, text)
+    return socket.inet_aton(text)
 
 
 @functools.lru_cache(maxsize=ADDRESS_TEXT_CACHE)
@@ -344,6 +360,14 @@ class BatchFlowTable:
     def flow(self, slot: int) -> Flow | None:
         """Return the Flow of a promoted flow, or None for a flow without one."""
         return self._flows.get(slot)
+
+    def refresh(self, slot: int) -> Flow | None:
+        """Copy the counters of the flow in ``slot`` to its Flow, while it is
+        still in the table, and return the Flow (None for a flow without one)."""
+        flow = self._flows.get(slot)
+        if flow is not None:
+            self._fill(slot, flow)
+        return flow
 
     def promote(self, slot: int, key: bytes) -> Flow:
         """Give the flow in ``slot``, whose key is ``key``, a :class:`Flow`.
@@ -642,6 +666,28 @@ class BatchFlowTable:
                 break
             index.popitem(last=False)
             flow = self._release(slot)
+            if flow is not None:
+                expired.append(flow)
+        return expired
+
+    def expire_older(self, now: float, lifetime: float) -> list[Flow]:
+        """Remove the flows that began more than ``lifetime`` seconds before
+        ``now`` and return the Flows among them, in table order.
+
+        A live watch ends long flows this way, so a mining session open for
+        days is reported with fresh counters; its next packets start a new
+        flow. The walk covers the whole table, so call it rarely.
+        """
+        if not self._index:
+            return []
+        cutoff = now - lifetime
+        keys = list(self._index)
+        slots = np.fromiter(self._index.values(), dtype=np.int64, count=len(keys))
+        old = np.flatnonzero(self._first_seen[slots] < cutoff).tolist()
+        expired: list[Flow] = []
+        for position in old:
+            del self._index[keys[position]]
+            flow = self._release(int(slots[position]))
             if flow is not None:
                 expired.append(flow)
         return expired
