@@ -2,6 +2,9 @@
 
 Usage: ``python -m detector.trafficgen OUTDIR``.
 
+``python -m detector.trafficgen live ...`` runs the real-socket peers of
+:mod:`detector.trafficgen.live` instead, with the exit status described there.
+
 Exit status: 0 on success, 2 for a usage error, a missing scapy, or a folder
 that cannot be written.
 """
@@ -17,6 +20,12 @@ EXIT_FAILURE = 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments_given = sys.argv[1:] if argv is None else argv
+    if arguments_given[:1] == ["live"]:
+        # The live peers need no scapy, so they are imported on their own.
+        from detector.trafficgen.live import main as live_main
+
+        return live_main(arguments_given[1:])
     parser = argparse.ArgumentParser(
         prog="python -m detector.trafficgen",
         description="Write the bundled sample captures and manifest.yaml to OUTDIR."
