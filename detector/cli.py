@@ -1,5 +1,9 @@
 """The ``detector`` command line. The only module that prints for people.
 
+``detector watch`` runs until SIGTERM or SIGINT and then exits 0; it exits 2
+when it cannot start (bad options, signatures or inventory, an output it
+cannot open).
+
 Exit codes of ``detector scan``:
 
 - 0: every file was read and no mining was found;
@@ -35,8 +39,25 @@ from detector.attribution import (
     load_pods_live,
     load_static,
 )
+from detector.engine.sessions import ALERT_INTERVAL_SECONDS
 from detector.errors import DetectorError
-from detector.flows.table import MAX_FLOWS
+from detector.flows.table import IDLE_TIMEOUT, MAX_FLOWS
+from detector.live.alerts import (
+    DEFAULT_ROTATE_BYTES,
+    DEFAULT_ROTATE_KEEP,
+    AlertOutput,
+    JsonLinesOutput,
+    SyslogOutput,
+)
+from detector.live.capture import DEFAULT_FILTER, DEFAULT_SNAPLEN
+from detector.live.metrics import MetricsServer, WatchMetrics
+from detector.live.watch import (
+    ABSOLUTE_TIMEOUT,
+    RESCAN_SECONDS,
+    Watcher,
+    WatchOptions,
+    signal_handlers,
+)
 from detector.model import Confidence, Detection
 from detector.scan import ScanReport, ScanStats, scan_paths
 from detector.signatures import Signatures, default_directory, load_signatures
@@ -49,7 +70,9 @@ from detector.sinks import (
     OutputClosed,
     TableWriter,
 )
+from detector.sinks.rotating import RotatingFile
 from detector.sinks.summary import write_container_summary
+from detector.sinks.syslog import SyslogSender
 
 EXIT_CLEAN = 0
 EXIT_MINING = 1
@@ -610,6 +633,230 @@ def signatures_import(
     except OSError as exc:
         err.print(f"error: cannot write {target}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_ERROR) from exc
+
+
+@app.command()
+def watch(
+    interfaces: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--interface",
+            "-i",
+            help="Interface to capture on; repeat for more; shell patterns such as"
+            " 'br-*' allowed. Default: every container bridge (docker0, br-*,"
+            " cni0, cbr0, podman*), including those created later.",
+        ),
+    ] = None,
+    bpf: Annotated[
+        str,
+        typer.Option("--filter", help="Kernel capture filter (BPF syntax)."),
+    ] = DEFAULT_FILTER,
+    snaplen: Annotated[
+        int,
+        typer.Option(
+            "--snaplen", min=64, help="Bytes kept of each packet (snapshot length)."
+        ),
+    ] = DEFAULT_SNAPLEN,
+    promiscuous: Annotated[
+        bool,
+        typer.Option(
+            "--promisc/--no-promisc",
+            help="Promiscuous mode, needed to see traffic between two containers"
+            " of one bridge.",
+        ),
+    ] = True,
+    signatures_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--signatures",
+            help="Folder of signature YAML files, reloaded on SIGHUP. Default:"
+            " $DETECTOR_SIGNATURES, else the bundled signatures.",
+        ),
+    ] = None,
+    inventory_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--inventory",
+            help="Container inventory to attribute flows with (a snapshot from"
+            " 'detector inventory' or a static YAML file), reloaded on SIGHUP.",
+        ),
+    ] = None,
+    min_confidence: Annotated[
+        str,
+        typer.Option(
+            "--min-confidence", help="Alert on detections of at least this confidence."
+        ),
+    ] = "medium",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Append alerts as JSON lines to this file instead of standard output.",
+        ),
+    ] = None,
+    rotate_bytes: Annotated[
+        int,
+        typer.Option(
+            "--rotate-bytes",
+            min=0,
+            help="Rotate --output when it would grow past this size (0: never).",
+        ),
+    ] = DEFAULT_ROTATE_BYTES,
+    rotate_keep: Annotated[
+        int,
+        typer.Option("--rotate-keep", min=1, help="Rotated files kept."),
+    ] = DEFAULT_ROTATE_KEEP,
+    syslog: Annotated[
+        str | None,
+        typer.Option(
+            "--syslog",
+            help="Also send alerts as RFC 5424 syslog messages to udp://HOST:PORT,"
+            " tcp://HOST:PORT or a unix socket path such as /dev/log.",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics at /metrics and a health check at"
+            " /healthz on this port.",
+        ),
+    ] = None,
+    metrics_address: Annotated[
+        str,
+        typer.Option("--metrics-address", help="Address the metrics server binds."),
+    ] = "127.0.0.1",
+    evidence_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--evidence-dir",
+            help="Write, for each alerted flow, the packets inspected so far as a"
+            " pcap file in this folder.",
+        ),
+    ] = None,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout", min=1, help="Seconds without packets that end a flow."
+        ),
+    ] = IDLE_TIMEOUT,
+    absolute_timeout: Annotated[
+        float,
+        typer.Option(
+            "--absolute-timeout",
+            min=1,
+            help="Seconds after which a flow still open is reported and started"
+            " afresh.",
+        ),
+    ] = ABSOLUTE_TIMEOUT,
+    max_flows: Annotated[
+        int,
+        typer.Option(
+            "--max-flows",
+            min=1,
+            help="Flows tracked at once per interface; when full, the least"
+            " recently seen flow that is not mining is evicted.",
+        ),
+    ] = MAX_FLOWS,
+    update_interval: Annotated[
+        float,
+        typer.Option(
+            "--update-interval",
+            min=0,
+            help="Seconds between two updates of one mining session.",
+        ),
+    ] = ALERT_INTERVAL_SECONDS,
+    rescan_interval: Annotated[
+        float,
+        typer.Option(
+            "--rescan-interval",
+            min=0.1,
+            help="Seconds between two looks for interfaces that came or went.",
+        ),
+    ] = RESCAN_SECONDS,
+    redact_wallets: Annotated[
+        bool,
+        typer.Option("--redact-wallets", help="Mask wallet addresses in alerts."),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Log only errors.")
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option("--verbose", "-v", count=True, help="Log more: -v, -vv."),
+    ] = 0,
+) -> None:
+    """Capture live on container bridges and alert on mining as it happens.
+
+    Runs until SIGTERM or SIGINT, then judges the open flows, writes pending
+    updates and exits 0. SIGHUP reloads the signatures and the inventory.
+    """
+    err = _stderr()
+    level = logging.ERROR if quiet else logging.INFO - 10 * min(verbose, 1)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    threshold = CONFIDENCE_NAMES.get(min_confidence)
+    if threshold is None:
+        err.print(
+            f"error: unknown confidence {min_confidence!r}; choose one of "
+            + ", ".join(CONFIDENCE_NAMES)
+        )
+        raise typer.Exit(EXIT_ERROR)
+    options = WatchOptions(
+        interfaces=tuple(interfaces or ()),
+        bpf=bpf,
+        snaplen=snaplen,
+        promiscuous=promiscuous,
+        signatures_dir=signatures_dir,
+        inventory_path=inventory_file,
+        min_confidence=threshold,
+        idle_timeout=idle_timeout,
+        absolute_timeout=absolute_timeout,
+        max_flows=max_flows,
+        rescan_interval=rescan_interval,
+        update_interval=update_interval,
+        redact_wallets=redact_wallets,
+        evidence_dir=evidence_dir,
+    )
+    outputs: list[AlertOutput] = []
+    server: MetricsServer | None = None
+    try:
+        if output is not None:
+            outputs.append(
+                JsonLinesOutput(RotatingFile(output, rotate_bytes, rotate_keep))
+            )
+        else:
+            outputs.append(JsonLinesOutput(sys.stdout, close_stream=False))
+        if syslog is not None:
+            outputs.append(SyslogOutput(SyslogSender(syslog)))
+        metrics = WatchMetrics()
+        watcher = Watcher(options, outputs, metrics)
+        if metrics_port is not None:
+            server = MetricsServer(
+                metrics_address, metrics_port, metrics, watcher.healthy
+            )
+            server.start()
+            log.info("metrics at http://%s:%d/metrics", metrics_address, server.port)
+    except DetectorError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    except OSError as exc:
+        target = output if output is not None else f"port {metrics_port}"
+        err.print(f"error: cannot open {target}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from exc
+    try:
+        with signal_handlers(watcher):
+            watcher.run()
+    finally:
+        if server is not None:
+            server.stop()
+    raise typer.Exit(EXIT_CLEAN)
 
 
 @app.command()

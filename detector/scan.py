@@ -339,14 +339,16 @@ class CaptureScanner:
         """Scan one batch of packets from a live capture."""
         self._scan_parts(batch, None)
 
-    def expire(self, now: float, lifetime: float | None = None) -> None:
-        """End the flows idle at ``now`` and, with ``lifetime``, those that
-        began more than ``lifetime`` seconds before it."""
+    def expire(self, now: float) -> None:
+        """End the flows idle at ``now``."""
+        self._finish_flows(self.table.expire(now))
+
+    def expire_ended(self, now: float, lifetime: float, closed_linger: float) -> None:
+        """End the flows older than ``lifetime`` and the closed ones quiet for
+        ``closed_linger`` seconds (see BatchFlowTable.expire_ended)."""
         table = self.table
-        self._finish_flows(table.expire(now))
-        if lifetime is not None:
-            assert isinstance(table, BatchFlowTable)
-            self._finish_flows(table.expire_older(now, lifetime))
+        assert isinstance(table, BatchFlowTable)
+        self._finish_flows(table.expire_ended(now, lifetime, closed_linger))
 
     def close(self) -> None:
         """End every flow of a live capture, reporting the mining ones."""

@@ -246,7 +246,7 @@ class BatchFlowTable:
         self.evictions = 0
         self.pinned_evictions = 0
         self._server_port_table = np.zeros(_PORT_VALUES, dtype=np.bool_)
-        self._server_port_table[sorted(server_ports)] = True
+        self.set_server_ports(server_ports)
         self._index: OrderedDict[bytes, int] = OrderedDict()
         self._flows: dict[int, Flow] = {}
         self._evicted: list[Flow] = []
@@ -260,6 +260,13 @@ class BatchFlowTable:
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def set_server_ports(self, server_ports: frozenset[int]) -> None:
+        """Use ``server_ports`` for the roles of flows created from now on
+        (signatures reloaded while a live capture runs)."""
+        self.server_ports = server_ports
+        self._server_port_table[:] = False
+        self._server_port_table[sorted(server_ports)] = True
 
     # -- slots ---------------------------------------------------------------
 
@@ -670,22 +677,28 @@ class BatchFlowTable:
                 expired.append(flow)
         return expired
 
-    def expire_older(self, now: float, lifetime: float) -> list[Flow]:
+    def expire_ended(
+        self, now: float, lifetime: float, closed_linger: float
+    ) -> list[Flow]:
         """Remove the flows that began more than ``lifetime`` seconds before
-        ``now`` and return the Flows among them, in table order.
+        ``now``, and the closed flows (RST, or FIN both ways) quiet for
+        ``closed_linger`` seconds; return the Flows among them, in table order.
 
-        A live watch ends long flows this way, so a mining session open for
-        days is reported with fresh counters; its next packets start a new
-        flow. The walk covers the whole table, so call it rarely.
+        A live watch ends flows this way: a closed flow is reported soon
+        after it closes rather than at its idle timeout, and a mining session
+        open for days is reported with fresh counters (its next packets start
+        a new flow). The walk covers the whole table, so call it rarely.
         """
         if not self._index:
             return []
-        cutoff = now - lifetime
         keys = list(self._index)
         slots = np.fromiter(self._index.values(), dtype=np.int64, count=len(keys))
-        old = np.flatnonzero(self._first_seen[slots] < cutoff).tolist()
+        old = self._first_seen[slots] < now - lifetime
+        closed = (self._state[slots] & CLOSED).astype(np.bool_) & (
+            self._last_seen[slots] < now - closed_linger
+        )
         expired: list[Flow] = []
-        for position in old:
+        for position in np.flatnonzero(old | closed).tolist():
             del self._index[keys[position]]
             flow = self._release(int(slots[position]))
             if flow is not None:

@@ -1,0 +1,581 @@
+"""The live watch: capture on container bridges and alert as evidence arrives.
+
+One loop, in one thread, waits on every open interface with select(), reads
+the packets each has ready as a batch and feeds them to the same
+:class:`~detector.scan.CaptureScanner` a capture file goes through, one per
+interface, all sharing one inspection context (passive DNS and sessions).
+Between batches it looks for interfaces that came or went, ends idle and
+old flows by the clock, writes due updates and refreshes the metrics.
+
+Signals only set flags the loop reads: SIGHUP reloads the signatures and the
+inventory, SIGTERM and SIGINT end the loop, after which every open flow is
+judged and every pending update written.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from detector.attribution import Inventory, InventoryError, attribute, load_static
+from detector.engine.context import InspectionContext
+from detector.engine.sessions import ALERT_INTERVAL_SECONDS
+from detector.errors import CaptureError, DetectorError
+from detector.flows.batch import BatchFlowTable, key_bytes
+from detector.flows.table import IDLE_TIMEOUT, MAX_FLOWS
+from detector.live.alerts import AlertDispatcher, AlertOutput, alert_document
+from detector.live.capture import (
+    CONTAINER_BRIDGES,
+    DEFAULT_BUFFER_BYTES,
+    DEFAULT_FILTER,
+    DEFAULT_SNAPLEN,
+    LiveCapture,
+    interface_names,
+    select_interfaces,
+)
+from detector.live.metrics import WatchMetrics
+from detector.model import Confidence, Detection, Packet
+from detector.scan import CaptureScanner
+from detector.signatures import Signatures, load_signatures
+from detector.sinks.ecs import community_id
+
+if TYPE_CHECKING:
+    from detector.live.evidence import EvidenceRecorder
+
+log = logging.getLogger(__name__)
+
+# Seconds select() waits when no packet comes: how late the loop notices a
+# signal, and the finest step of its clock work.
+TICK_SECONDS = 0.2
+
+# Seconds between two passes that end idle flows and write due updates.
+HOUSEKEEPING_SECONDS = 1.0
+
+# Seconds between two walks of the whole flow tables for closed flows and
+# flows older than the absolute timeout. A walk of a full table (262,144
+# flows) takes some tens of milliseconds, so it runs only this often.
+ENDED_CHECK_SECONDS = 5.0
+
+# Seconds a closed flow stays in the table for late retransmissions before
+# it is reported and removed.
+CLOSED_LINGER_SECONDS = 2.0
+
+# A flow open for this long is reported and started afresh: a mining
+# connection may stay open for days, and its session's update then carries
+# counters at most this old.
+ABSOLUTE_TIMEOUT = 3600.0
+
+# Seconds between two looks for interfaces that came or went. Docker creates
+# a network's bridge when the network is created; two seconds is soon enough
+# for the first container started on it.
+RESCAN_SECONDS = 2.0
+
+# Batches read from one interface before the others get their turn, so one
+# busy interface cannot starve the rest or the clock work.
+MAX_BATCHES_PER_TURN = 8
+
+# The capture loop counts as stalled when it has not turned for this long.
+STALL_SECONDS = 10.0
+
+# The same message is logged at most once per this many seconds; the rest
+# are counted and the count logged with the next one.
+LOG_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class WatchOptions:
+    """What to capture and how; the options of ``detector watch``."""
+
+    interfaces: tuple[str, ...] = ()
+    bpf: str = DEFAULT_FILTER
+    snaplen: int = DEFAULT_SNAPLEN
+    promiscuous: bool = True
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    signatures_dir: Path | None = None
+    inventory_path: Path | None = None
+    min_confidence: Confidence = Confidence.MEDIUM
+    idle_timeout: float = IDLE_TIMEOUT
+    absolute_timeout: float = ABSOLUTE_TIMEOUT
+    max_flows: int = MAX_FLOWS
+    rescan_interval: float = RESCAN_SECONDS
+    update_interval: float = ALERT_INTERVAL_SECONDS
+    redact_wallets: bool = False
+    evidence_dir: Path | None = None
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The interface name patterns: those given, or the container bridges."""
+        return self.interfaces or CONTAINER_BRIDGES
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Load a saved inventory, or a static YAML one by its suffix.
+
+    Raises:
+        InventoryError: the file cannot be read or is not an inventory.
+    """
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return load_static(path)
+    return Inventory.load(path)
+
+
+class RateLimitedLog:
+    """Log each kind of message at most once per LOG_INTERVAL_SECONDS."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(
+        self, level: int, kind: str, message: str, *, exc_info: bool = False
+    ) -> None:
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last < LOG_INTERVAL_SECONDS:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        suppressed = self._suppressed.pop(kind, 0)
+        if suppressed:
+            message += f" ({suppressed} more like this since the last one)"
+        self.logger.log(level, "%s", message, exc_info=exc_info)
+
+
+@dataclass(slots=True)
+class _Interface:
+    """One captured interface and its part of the pipeline."""
+
+    name: str
+    ifindex: int
+    capture: LiveCapture
+    scanner: CaptureScanner
+    # Totals already added to the metrics.
+    flows_counted: int = 0
+    malformed_packets: int = 0
+    malformed_messages: int = 0
+    unsupported_packets: int = 0
+    stream_gaps: int = 0
+
+
+@dataclass(slots=True)
+class _Totals:
+    """What the watch did, for its closing log line."""
+
+    packets: int = 0
+    alerts: int = 0
+    updates: int = 0
+
+
+class Watcher:
+    """Capture on the chosen interfaces until asked to stop.
+
+    Raises:
+        DetectorError: from the constructor, when the signatures or the
+            inventory cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        options: WatchOptions,
+        outputs: list[AlertOutput],
+        metrics: WatchMetrics | None = None,
+    ) -> None:
+        self.options = options
+        self.outputs = outputs
+        self.metrics = metrics
+        self.signatures: Signatures = load_signatures(options.signatures_dir)
+        self.inventory: Inventory | None = (
+            load_inventory(options.inventory_path)
+            if options.inventory_path is not None
+            else None
+        )
+        self.context = InspectionContext()
+        self.dispatcher = AlertDispatcher(self._emit, options.update_interval)
+        self.evidence: EvidenceRecorder | None = None
+        if options.evidence_dir is not None:
+            # Imported only when asked for, as a watch without it never needs it.
+            from detector.live.evidence import EvidenceRecorder
+
+            self.evidence = EvidenceRecorder(options.evidence_dir)
+        self._interfaces: dict[str, _Interface] = {}
+        # Keys of flows reported while open, whose end is not yet reported.
+        self._open_mining: set[bytes] = set()
+        self._stop = threading.Event()
+        self._reload = False
+        self._last_turn = time.monotonic()
+        self._totals = _Totals()
+        self._limited = RateLimitedLog(log)
+        self._failed_opens: dict[str, str] = {}
+
+    # -- control ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to end; safe from a signal handler or another thread."""
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Ask the loop to reload signatures and inventory at its next turn."""
+        self._reload = True
+
+    def healthy(self) -> bool:
+        """Whether the capture loop turned recently."""
+        return time.monotonic() - self._last_turn < STALL_SECONDS
+
+    @property
+    def interfaces(self) -> list[str]:
+        return sorted(self._interfaces)
+
+    # -- the loop -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Capture until :meth:`stop`; then judge open flows and flush."""
+        log.info(
+            "watch started: interfaces matching %s, filter %r",
+            ", ".join(self.options.patterns),
+            self.options.bpf,
+        )
+        now = time.time()
+        next_rescan = 0.0
+        next_housekeeping = now + HOUSEKEEPING_SECONDS
+        next_ended_check = now + ENDED_CHECK_SECONDS
+        try:
+            while not self._stop.is_set():
+                self._last_turn = time.monotonic()
+                if self._reload:
+                    self._reload = False
+                    self._reload_now()
+                if time.monotonic() >= next_rescan:
+                    self.rescan()
+                    next_rescan = time.monotonic() + self.options.rescan_interval
+                self._wait_and_read()
+                now = time.time()
+                if now >= next_housekeeping:
+                    next_housekeeping = now + HOUSEKEEPING_SECONDS
+                    ended = now >= next_ended_check
+                    if ended:
+                        next_ended_check = now + ENDED_CHECK_SECONDS
+                    self._housekeeping(now, ended)
+        finally:
+            self._shut_down()
+
+    def _wait_and_read(self) -> None:
+        interfaces = list(self._interfaces.values())
+        if not interfaces:
+            self._stop.wait(TICK_SECONDS)
+            return
+        try:
+            ready, _, _ = select.select(
+                [item.capture for item in interfaces], [], [], TICK_SECONDS
+            )
+        except (OSError, ValueError):
+            # A capture closed under us; the next rescan sorts it out.
+            return
+        for capture in ready:
+            interface = self._interfaces.get(capture.interface)
+            if interface is not None:
+                self._read(interface)
+
+    def _read(self, interface: _Interface) -> None:
+        for _ in range(MAX_BATCHES_PER_TURN):
+            try:
+                batch = interface.capture.read()
+            except CaptureError as exc:
+                log.warning("%s", exc)
+                self._close(interface.name, "the capture failed")
+                return
+            if batch is None:
+                return
+            self._totals.packets += len(batch)
+            if self.metrics is not None:
+                self.metrics.count_packets(
+                    interface.name, len(batch), int(batch.captured_lengths.sum())
+                )
+            try:
+                interface.scanner.feed(batch)
+            except Exception:  # noqa: BLE001 - one bad batch must not end a sidecar
+                self._limited(
+                    logging.ERROR,
+                    "pipeline",
+                    f"{interface.name}: a batch of {len(batch)} packets failed"
+                    " in the pipeline and was skipped",
+                    exc_info=True,
+                )
+                if self.metrics is not None:
+                    self.metrics.count_decode_errors("internal", 1)
+
+    # -- interfaces ---------------------------------------------------------
+
+    def rescan(self) -> None:
+        """Open the interfaces that match and are not open; close vanished ones."""
+        present = interface_names()
+        wanted = select_interfaces(self.options.patterns, present)
+        for name in list(self._interfaces):
+            item = self._interfaces[name]
+            if name not in present or present[name] != item.ifindex:
+                self._close(name, "it is gone")
+        for name in wanted:
+            if name not in self._interfaces:
+                self._open(name, present[name])
+        if self.metrics is not None:
+            self.metrics.set_interfaces(len(self._interfaces))
+        if not self._interfaces:
+            self._limited(
+                logging.WARNING,
+                "no-interfaces",
+                "no interface matches "
+                + ", ".join(self.options.patterns)
+                + "; waiting for one to appear",
+            )
+
+    def _open(self, name: str, ifindex: int) -> None:
+        options = self.options
+        try:
+            capture = LiveCapture(
+                name,
+                bpf=options.bpf,
+                snaplen=options.snaplen,
+                promiscuous=options.promiscuous,
+                buffer_bytes=options.buffer_bytes,
+            )
+        except CaptureError as exc:
+            reason = str(exc)
+            # Logged once per reason, not at every rescan.
+            if self._failed_opens.get(name) != reason:
+                self._failed_opens[name] = reason
+                log.error("%s", reason)
+            return
+        self._failed_opens.pop(name, None)
+        scanner = CaptureScanner(
+            self.signatures,
+            name,
+            max_flows=options.max_flows,
+            on_detection=self._on_flow_end,
+            context=self.context,
+            idle_timeout=options.idle_timeout,
+            on_mining=self._on_mining,
+            on_packet=self._on_packet if self.evidence is not None else None,
+            keep_detections=False,
+        )
+        self._interfaces[name] = _Interface(name, ifindex, capture, scanner)
+        log.info("interface %s added (link type %d)", name, capture.linktype)
+
+    def _close(self, name: str, why: str) -> None:
+        interface = self._interfaces.pop(name, None)
+        if interface is None:
+            return
+        self._update_metrics(interface)
+        try:
+            interface.scanner.close()
+        except Exception:  # noqa: BLE001 - the other interfaces go on
+            log.exception("%s: judging its open flows failed", name)
+        try:
+            interface.capture.close()
+        except Exception:  # noqa: BLE001 - closing a vanished device may fail
+            log.debug("%s: closing the capture failed", name, exc_info=True)
+        if self.metrics is not None:
+            self.metrics.forget_interface(name)
+        log.info("interface %s removed: %s", name, why)
+
+    # -- detections ---------------------------------------------------------
+
+    def _on_packet(self, key: bytes, packet: Packet) -> None:
+        assert self.evidence is not None
+        self.evidence.add(
+            key, packet.timestamp, packet.linktype, packet.data, packet.wire_length
+        )
+
+    def _on_mining(self, detection: Detection) -> None:
+        """A flow turned mining while open."""
+        self._open_mining.add(key_bytes(detection.flow))
+        self._count_detection(detection)
+        self._report(detection)
+
+    def _on_flow_end(self, detection: Detection) -> None:
+        """A mining flow ended (closed, idle, aged, evicted or at shutdown)."""
+        key = key_bytes(detection.flow)
+        if key in self._open_mining:
+            self._open_mining.discard(key)
+        else:
+            self._count_detection(detection)
+        self._report(detection)
+        if self.evidence is not None:
+            self.evidence.forget(key)
+
+    def _count_detection(self, detection: Detection) -> None:
+        if self.metrics is not None:
+            self.metrics.count_detection(detection.confidence.name.lower())
+
+    def _report(self, detection: Detection) -> None:
+        if detection.confidence < self.options.min_confidence:
+            return
+        detection = attribute(detection, self.inventory, None)
+        self.dispatcher.offer(detection, time.time())
+        if self.evidence is not None:
+            self._write_evidence(detection)
+
+    def _write_evidence(self, detection: Detection) -> None:
+        assert self.evidence is not None
+        name = f"{detection.session_id}-{community_id(detection.flow)}"
+        try:
+            path = self.evidence.write(key_bytes(detection.flow), name)
+        except (OSError, DetectorError) as exc:
+            self._limited(
+                logging.ERROR, "evidence", f"cannot write the evidence capture: {exc}"
+            )
+            return
+        if path is not None:
+            log.info("evidence for %s written to %s", detection.flow, path)
+
+    def _emit(self, detection: Detection, action: str) -> None:
+        document = alert_document(detection, action, self.options.redact_wallets)
+        if action == "mining-detected":
+            self._totals.alerts += 1
+            log.warning(
+                "mining %s: %s on %s (%s, %s)",
+                action.removeprefix("mining-"),
+                detection.flow,
+                detection.source,
+                detection.mining.dialect,
+                detection.confidence.name.lower(),
+            )
+        else:
+            self._totals.updates += 1
+        if self.metrics is not None:
+            self.metrics.count_alert(action)
+        for output in self.outputs:
+            try:
+                output.emit(document)
+            except (OSError, DetectorError) as exc:
+                self._limited(
+                    logging.ERROR,
+                    f"output-{id(output)}",
+                    f"cannot write an alert: {exc}",
+                )
+
+    # -- clock work ---------------------------------------------------------
+
+    def _housekeeping(self, now: float, ended: bool) -> None:
+        for interface in list(self._interfaces.values()):
+            scanner = interface.scanner
+            try:
+                scanner.expire(now)
+                if ended:
+                    scanner.expire_ended(
+                        now, self.options.absolute_timeout, CLOSED_LINGER_SECONDS
+                    )
+            except Exception:  # noqa: BLE001 - the loop must go on
+                self._limited(
+                    logging.ERROR,
+                    "expire",
+                    f"{interface.name}: ending idle flows failed",
+                    exc_info=True,
+                )
+            self._update_metrics(interface)
+        self.dispatcher.tick(now)
+        if self.metrics is not None:
+            self.metrics.set_flows_tracked(
+                sum(len(item.scanner.table) for item in self._interfaces.values())
+            )
+
+    def _update_metrics(self, interface: _Interface) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        stats = interface.scanner.result.stats
+        metrics.count_inspected(stats.flows - interface.flows_counted)
+        interface.flows_counted = stats.flows
+        for kind in (
+            "malformed_packets",
+            "malformed_messages",
+            "unsupported_packets",
+            "stream_gaps",
+        ):
+            total = getattr(stats, kind)
+            seen = getattr(interface, kind)
+            if total > seen:
+                metrics.count_decode_errors(kind, total - seen)
+                setattr(interface, kind, total)
+        capture = interface.capture.stats()
+        metrics.set_kernel_drops(
+            interface.name, capture.dropped, capture.interface_dropped
+        )
+
+    # -- reload and stop ----------------------------------------------------
+
+    def _reload_now(self) -> None:
+        options = self.options
+        try:
+            signatures = load_signatures(options.signatures_dir)
+            inventory = (
+                load_inventory(options.inventory_path)
+                if options.inventory_path is not None
+                else None
+            )
+        except (DetectorError, InventoryError, OSError) as exc:
+            log.error("reload failed, keeping the signatures and inventory: %s", exc)
+            if self.metrics is not None:
+                self.metrics.count_reload(False)
+            return
+        self.signatures = signatures
+        self.inventory = inventory
+        for interface in self._interfaces.values():
+            interface.scanner.signatures = signatures
+            table = interface.scanner.table
+            if isinstance(table, BatchFlowTable):
+                table.set_server_ports(signatures.pool_ports)
+        if self.metrics is not None:
+            self.metrics.count_reload(True)
+        log.info("signatures reloaded%s", " and inventory" if inventory else "")
+
+    def _shut_down(self) -> None:
+        for name in list(self._interfaces):
+            self._close(name, "the watch is stopping")
+        self.dispatcher.flush(time.time())
+        for output in self.outputs:
+            try:
+                output.close()
+            except (OSError, DetectorError) as exc:
+                log.error("cannot close an output: %s", exc)
+        totals = self._totals
+        log.info(
+            "watch stopped: %d packets, %d alerts, %d updates",
+            totals.packets,
+            totals.alerts,
+            totals.updates,
+        )
+
+
+SignalHandler = Callable[[int, FrameType | None], None]
+
+
+@contextmanager
+def signal_handlers(watcher: Watcher) -> Iterator[None]:
+    """Route SIGHUP to a reload and SIGTERM and SIGINT to a stop, while inside."""
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        watcher.stop()
+
+    def on_reload(signum: int, frame: FrameType | None) -> None:
+        watcher.reload()
+
+    handlers: dict[signal.Signals, SignalHandler] = {
+        signal.SIGTERM: on_stop,
+        signal.SIGINT: on_stop,
+        signal.SIGHUP: on_reload,
+    }
+    previous = {number: signal.signal(number, handlers[number]) for number in handlers}
+    try:
+        yield
+    finally:
+        for number, earlier in previous.items():
+            signal.signal(number, earlier)

@@ -1,0 +1,109 @@
+"""When the reports of mining flows become alerts and updates."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+from detector.live.alerts import (
+    ACTION_DETECTED,
+    ACTION_UPDATED,
+    AlertDispatcher,
+    JsonLinesOutput,
+    alert_document,
+)
+from detector.model import Confidence, Detection, FlowCounters, FlowKey, MiningFields
+
+
+def detection(session: str, port: int = 40000, shares: int = 0) -> Detection:
+    return Detection(
+        source="br-0123456789ab",
+        flow=FlowKey("tcp", "198.18.20.10", port, "198.18.20.2", 3333),
+        first_seen=1_700_000_000.0,
+        last_seen=1_700_000_010.0,
+        confidence=Confidence.HIGH,
+        evidence=(),
+        mining=MiningFields(dialect="monero", shares_submitted=shares),
+        counters=FlowCounters(3, 3, 300, 600),
+        session_id=session,
+    )
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, str, int]] = []
+
+    def __call__(self, found: Detection, action: str) -> None:
+        self.emitted.append((found.session_id or "", action, found.flow.client_port))
+
+
+def test_first_report_of_a_session_is_alerted_at_once() -> None:
+    emitted = Recorder()
+    dispatcher = AlertDispatcher(emitted, interval=300.0)
+    dispatcher.offer(detection("a"), now=100.0)
+    dispatcher.offer(detection("b"), now=100.5)
+    assert emitted.emitted == [
+        ("a", ACTION_DETECTED, 40000),
+        ("b", ACTION_DETECTED, 40000),
+    ]
+
+
+def test_later_reports_fold_into_one_update_per_interval() -> None:
+    emitted = Recorder()
+    dispatcher = AlertDispatcher(emitted, interval=300.0)
+    dispatcher.offer(detection("a", 40000), now=100.0)
+    for port in (40001, 40002, 40003):
+        dispatcher.offer(detection("a", port), now=150.0)
+    dispatcher.tick(200.0)
+    assert len(emitted.emitted) == 1
+    dispatcher.tick(400.0)
+    assert emitted.emitted[1:] == [("a", ACTION_UPDATED, 40003)]
+    dispatcher.tick(800.0)
+    assert len(emitted.emitted) == 2
+    assert dispatcher.pending == 0
+
+
+def test_flush_writes_pending_updates() -> None:
+    emitted = Recorder()
+    dispatcher = AlertDispatcher(emitted, interval=300.0)
+    dispatcher.offer(detection("a"), now=100.0)
+    dispatcher.offer(detection("a", 40001), now=101.0)
+    dispatcher.flush(102.0)
+    assert emitted.emitted[-1] == ("a", ACTION_UPDATED, 40001)
+    dispatcher.flush(103.0)
+    assert len(emitted.emitted) == 2
+
+
+def test_forgotten_session_writes_its_pending_update_first() -> None:
+    emitted = Recorder()
+    dispatcher = AlertDispatcher(emitted, interval=300.0, max_sessions=2)
+    dispatcher.offer(detection("a"), now=1.0)
+    dispatcher.offer(detection("a", 40001), now=2.0)
+    dispatcher.offer(detection("b"), now=3.0)
+    dispatcher.offer(detection("c"), now=4.0)
+    assert ("a", ACTION_UPDATED, 40001) in emitted.emitted
+    # "a" was forgotten, so it is new again.
+    dispatcher.offer(detection("a", 40009), now=5.0)
+    assert emitted.emitted[-1] == ("a", ACTION_DETECTED, 40009)
+
+
+def test_alert_document_names_the_interface_not_a_file() -> None:
+    document = alert_document(detection("a", shares=2), ACTION_DETECTED)
+    assert document["event"]["action"] == ACTION_DETECTED
+    assert document["observer"]["ingress"]["interface"]["name"] == "br-0123456789ab"
+    assert "path" not in document.get("log", {}).get("file", {})
+    assert document["mining"]["shares"]["submitted"] == 2
+
+
+def test_json_lines_output_writes_one_line_per_alert() -> None:
+    stream = io.StringIO()
+    output = JsonLinesOutput(stream, close_stream=False)
+    output.emit(alert_document(detection("a"), ACTION_DETECTED))
+    output.emit(alert_document(replace(detection("a"), session_id="b"), ACTION_UPDATED))
+    output.close()
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["event"]["action"] for line in lines] == [
+        ACTION_DETECTED,
+        ACTION_UPDATED,
+    ]

@@ -1,0 +1,137 @@
+"""The scanner fed batch by batch, as a live watch feeds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detector.capture.batch import open_batches
+from detector.engine.context import InspectionContext
+from detector.flows.batch import BatchFlowTable, key_bytes, key_text
+from detector.model import Detection, FlowKey
+from detector.scan import CaptureScanner, scan_file
+
+PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
+
+
+def feed_capture(
+    path: Path, signatures, context: InspectionContext | None = None
+) -> tuple[list[Detection], list[Detection], CaptureScanner]:
+    early: list[Detection] = []
+    final: list[Detection] = []
+    scanner = CaptureScanner(
+        signatures,
+        "veth-test",
+        on_detection=final.append,
+        on_mining=early.append,
+        context=context,
+        keep_detections=False,
+    )
+    for batch in open_batches(path):
+        scanner.feed(batch)
+    scanner.close()
+    return early, final, scanner
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["monero-xmrig.pcap", "stratum-v1-cgminer.pcap", "xmrig-donate-tls.pcap"],
+)
+def test_mining_flow_reported_before_it_ends(name, signatures) -> None:
+    early, final, scanner = feed_capture(PCAPS / name, signatures)
+    assert early, "no flow was reported while open"
+    assert {d.flow for d in early} <= {d.flow for d in final}
+    for detection in early:
+        ended = next(d for d in final if d.flow == detection.flow)
+        assert detection.session_id == ended.session_id
+        assert detection.last_seen <= ended.last_seen
+        # Reported as soon as the evidence arrived, so with fewer packets.
+        assert detection.counters.packets_to_server <= (
+            ended.counters.packets_to_server
+        )
+    assert scanner.result.detections == []
+
+
+def test_flows_end_with_the_same_detections_as_a_scan(signatures) -> None:
+    path = PCAPS / "mixed-containers.pcap"
+    _, final, _ = feed_capture(path, signatures)
+    scanned = scan_file(str(path), signatures)
+    # A scan sorts by first packet; a live feed reports flows as they end.
+    final.sort(key=lambda d: (d.first_seen, str(d.flow)))
+    assert len(final) >= 2
+    assert [(d.flow, d.confidence, d.mining.dialect) for d in final] == [
+        (d.flow, d.confidence, d.mining.dialect) for d in scanned.detections
+    ]
+
+
+def test_session_counts_a_flow_reported_twice_once(signatures) -> None:
+    context = InspectionContext()
+    early, final, _ = feed_capture(PCAPS / "monero-xmrig.pcap", signatures, context)
+    assert len(early) == 1 and len(final) == 1
+    sessions = {id(s): s for s in context.sessions._open.values()}
+    (session,) = sessions.values()
+    assert session.flows == 1
+    assert session.shares_submitted == final[0].mining.shares_submitted
+    assert session.jobs == final[0].mining.jobs
+
+
+def test_packets_handed_over_belong_to_inspected_flows(signatures) -> None:
+    seen: dict[bytes, int] = {}
+
+    def on_packet(key: bytes, packet) -> None:
+        seen[key] = seen.get(key, 0) + 1
+
+    final: list[Detection] = []
+    scanner = CaptureScanner(
+        signatures, "veth-test", on_detection=final.append, on_packet=on_packet
+    )
+    for batch in open_batches(PCAPS / "monero-xmrig.pcap"):
+        scanner.feed(batch)
+    scanner.close()
+    (detection,) = final
+    assert seen[key_bytes(detection.flow)] >= 2
+
+
+def _table_after(name: str) -> tuple[BatchFlowTable, float, float]:
+    from detector.decode import BatchDecoder
+    from detector.flows.batch import flow_keys
+
+    batches = list(open_batches(PCAPS / name))
+    table = BatchFlowTable()
+    for batch in batches:
+        segments = BatchDecoder().decode(batch).segments
+        table.process(segments, flow_keys(segments), lambda *a: None, lambda f: None)
+    return table, float(batches[0].timestamps[0]), float(batches[-1].timestamps[-1])
+
+
+def test_expire_ended_ends_old_flows() -> None:
+    # The flow of this capture is never closed.
+    table, first, last = _table_after("monero-midsession-submits.pcap")
+    assert len(table) == 1
+    assert table.expire_ended(last + 10.0, 3600.0, 2.0) == []
+    assert len(table) == 1
+    table.expire_ended(first + 3601.0, 3600.0, 2.0)
+    assert len(table) == 0
+
+
+def test_expire_ended_ends_closed_flows_after_their_linger() -> None:
+    table, _, last = _table_after("monero-xmrig.pcap")
+    assert len(table) == 1
+    assert table.expire_ended(last + 1.0, 3600.0, 2.0) == []
+    assert len(table) == 1
+    table.expire_ended(last + 2.5, 3600.0, 2.0)
+    assert len(table) == 0
+
+
+@pytest.mark.parametrize(
+    "flow",
+    [
+        FlowKey("tcp", "198.18.20.10", 40000, "198.18.20.2", 3333),
+        FlowKey("tcp", "198.18.20.2", 3333, "198.18.20.10", 40000),
+        FlowKey("udp", "2001:db8::10", 5353, "2001:db8::1", 53),
+    ],
+)
+def test_key_bytes_is_the_inverse_of_key_text(flow) -> None:
+    key = key_bytes(flow)
+    assert flow in (key_text(key, True), key_text(key, False))
