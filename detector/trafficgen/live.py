@@ -878,7 +878,13 @@ class BenignServer(_Server):
             if request is None:
                 return
             method, target, headers, body = request
-            self._log.emit("http-request", peer=peer, method=method, target=target)
+            self._log.emit(
+                "http-request",
+                peer=peer,
+                method=method,
+                target=target,
+                host=headers.get("host"),
+            )
             if method == "POST":
                 message = _decode_json(body)
                 self._log.emit(
@@ -1004,23 +1010,26 @@ def browse(
     *,
     count: int = DEFAULT_BROWSE_COUNT,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    host: str | None = None,
 ) -> BrowseResult:
     """Make ``count`` rounds of ordinary requests to a :class:`BenignServer`.
 
     Each round opens one HTTP connection for a page and the node calls, and
-    one JSON-lines connection for a ``ping``.
+    one JSON-lines connection for a ``ping``. ``host`` sets the HTTP ``Host``
+    header, which otherwise names the server's address and port.
 
     Raises PeerError when the server cannot be reached or a reply is not the
     expected one.
     """
     pages = http_calls = line_calls = 0
+    host_header = {} if host is None else {"Host": host}
     for _ in range(count):
         # Probing with a retrying connect first lets a client start at the
         # same moment as the server.
         connect_with_retry(server, connect_timeout).close()
         with _http_connection(server) as client:
             status, body = _http_exchange(
-                client, "GET", "/", None, {"User-Agent": BROWSER_AGENT}
+                client, "GET", "/", None, {**host_header, "User-Agent": BROWSER_AGENT}
             )
             if status != 200 or body != BENIGN_PAGE:
                 raise PeerError(f"GET / returned status {status}")
@@ -1035,6 +1044,7 @@ def browse(
                     "/",
                     json.dumps(call).encode(),
                     {
+                        **host_header,
                         "User-Agent": NODE_CLIENT_AGENT,
                         "Content-Type": "application/json",
                     },
@@ -1240,6 +1250,11 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to retry a refused connection"
         f" (default {DEFAULT_CONNECT_TIMEOUT})",
     )
+    client.add_argument(
+        "--host",
+        default=None,
+        help="Host header of the HTTP requests (default: the server's ADDR:PORT)",
+    )
     return parser
 
 
@@ -1299,6 +1314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log,
                     count=arguments.count,
                     connect_timeout=arguments.connect_timeout,
+                    host=arguments.host,
                 )
                 return EXIT_OK
             with server:

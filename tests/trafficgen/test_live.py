@@ -306,6 +306,17 @@ def test_benign_server_and_browser() -> None:
     assert named(server_log, "connection-failed") == []
 
 
+def test_browser_sets_host_header() -> None:
+    server_log = io.StringIO()
+    with live.BenignServer(("127.0.0.1", 0), live.EventLog(server_log)) as server:
+        live.browse(server.address, live.EventLog(io.StringIO()), host="status.example")
+        default_port = server.address[1]
+        live.browse(server.address, live.EventLog(io.StringIO()))
+    hosts = [request["host"] for request in named(server_log, "http-request")]
+    assert hosts[:3] == ["status.example"] * 3
+    assert hosts[3:] == [f"127.0.0.1:{default_port}"] * 3
+
+
 def test_benign_json_lines_methods() -> None:
     with live.BenignServer(("127.0.0.1", 0), live.EventLog(io.StringIO())) as server:
         with socket.create_connection(server.address, timeout=EVENT_TIMEOUT) as conn:
