@@ -681,6 +681,14 @@ def watch(
             " 'detector inventory' or a static YAML file), reloaded on SIGHUP.",
         ),
     ] = None,
+    docker_socket: Annotated[
+        str | None,
+        typer.Option(
+            "--docker",
+            help="Name containers from this Docker Engine socket"
+            " (/var/run/docker.sock), followed live through its events.",
+        ),
+    ] = None,
     min_confidence: Annotated[
         str,
         typer.Option(
@@ -823,6 +831,7 @@ def watch(
         update_interval=update_interval,
         redact_wallets=redact_wallets,
         evidence_dir=evidence_dir,
+        docker_socket=docker_socket,
     )
     outputs: list[AlertOutput] = []
     server: MetricsServer | None = None
@@ -837,6 +846,7 @@ def watch(
             outputs.append(SyslogOutput(SyslogSender(syslog)))
         metrics = WatchMetrics()
         watcher = Watcher(options, outputs, metrics)
+        watcher.start_docker()
         if metrics_port is not None:
             server = MetricsServer(
                 metrics_address, metrics_port, metrics, watcher.healthy

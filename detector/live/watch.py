@@ -42,6 +42,7 @@ from detector.live.capture import (
     interface_names,
     select_interfaces,
 )
+from detector.live.docker import DockerFollower
 from detector.live.metrics import WatchMetrics
 from detector.model import Confidence, Detection, Packet
 from detector.scan import CaptureScanner
@@ -110,6 +111,7 @@ class WatchOptions:
     update_interval: float = ALERT_INTERVAL_SECONDS
     redact_wallets: bool = False
     evidence_dir: Path | None = None
+    docker_socket: str | None = None
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -207,6 +209,9 @@ class Watcher:
             from detector.live.evidence import EvidenceRecorder
 
             self.evidence = EvidenceRecorder(options.evidence_dir)
+        self.docker: DockerFollower | None = None
+        if options.docker_socket is not None:
+            self.docker = DockerFollower(options.docker_socket)
         self._interfaces: dict[str, _Interface] = {}
         # Keys of flows reported while open, whose end is not yet reported.
         self._open_mining: set[bytes] = set()
@@ -218,6 +223,15 @@ class Watcher:
         self._failed_opens: dict[str, str] = {}
 
     # -- control ------------------------------------------------------------
+
+    def start_docker(self) -> None:
+        """Snapshot the Docker daemon and follow it, when one was named.
+
+        Raises:
+            InventoryError: the daemon cannot be reached or listed.
+        """
+        if self.docker is not None:
+            self.docker.start()
 
     def stop(self) -> None:
         """Ask the loop to end; safe from a signal handler or another thread."""
@@ -398,16 +412,17 @@ class Watcher:
         """A flow turned mining while open."""
         self._open_mining.add(key_bytes(detection.flow))
         self._count_detection(detection)
-        self._report(detection)
+        self._report(detection, first=True)
 
     def _on_flow_end(self, detection: Detection) -> None:
         """A mining flow ended (closed, idle, aged, evicted or at shutdown)."""
         key = key_bytes(detection.flow)
-        if key in self._open_mining:
-            self._open_mining.discard(key)
-        else:
+        first = key not in self._open_mining
+        if first:
             self._count_detection(detection)
-        self._report(detection)
+        else:
+            self._open_mining.discard(key)
+        self._report(detection, first)
         if self.evidence is not None:
             self.evidence.forget(key)
 
@@ -415,13 +430,26 @@ class Watcher:
         if self.metrics is not None:
             self.metrics.count_detection(detection.confidence.name.lower())
 
-    def _report(self, detection: Detection) -> None:
+    def _report(self, detection: Detection, first: bool) -> None:
+        """Alert on or update a detection; ``first`` is its flow's first report,
+        when the evidence capture is written."""
         if detection.confidence < self.options.min_confidence:
             return
-        detection = attribute(detection, self.inventory, None)
+        detection = self._attribute(detection)
         self.dispatcher.offer(detection, time.time())
-        if self.evidence is not None:
+        if self.evidence is not None and first:
             self._write_evidence(detection)
+
+    def _attribute(self, detection: Detection) -> Detection:
+        """Name the container from Docker's live inventory, else the file's."""
+        if self.docker is not None:
+            live = self.docker.current(time.time())
+            found = attribute(detection, live, None)
+            if self.inventory is None or (
+                found.attribution is not None and found.attribution.container
+            ):
+                return found
+        return attribute(detection, self.inventory, None)
 
     def _write_evidence(self, detection: Detection) -> None:
         assert self.evidence is not None
@@ -541,6 +569,8 @@ class Watcher:
         for name in list(self._interfaces):
             self._close(name, "the watch is stopping")
         self.dispatcher.flush(time.time())
+        if self.docker is not None:
+            self.docker.stop()
         for output in self.outputs:
             try:
                 output.close()

@@ -1,0 +1,95 @@
+"""Follow a Docker Engine while a watch runs, so alerts name containers
+started after the watch.
+
+:class:`DockerFollower` takes a snapshot of the daemon's containers, then
+applies its events in a background thread. The capture loop only reads the
+inventory; the thread only adds to it, and lookups take no lock (a lookup
+reads lists that the thread appends to, which CPython keeps consistent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from detector.attribution import Inventory, InventoryError
+from detector.attribution.docker_engine import DockerProvider, connect
+
+log = logging.getLogger(__name__)
+
+# Seconds before following again after the events stream failed (dockerd
+# restarted, say). Events missed meanwhile are replayed from where the
+# inventory's history ends, as far as the daemon still keeps them.
+RETRY_SECONDS = 5.0
+
+
+class DockerFollower:
+    """An inventory of one Docker daemon, kept current from its events.
+
+    Raises:
+        InventoryError: from :meth:`start`, when the daemon cannot be reached
+            or listed.
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._provider: DockerProvider | None = None
+        self._following = threading.Event()
+
+    @property
+    def inventory(self) -> Inventory | None:
+        return self._provider.inventory if self._provider is not None else None
+
+    def start(self) -> None:
+        """Snapshot the daemon, then follow its events in a thread."""
+        client = connect(self.socket_path)
+        provider = DockerProvider(client)
+        since = provider.snapshot()
+        self._provider = provider
+        log.info(
+            "following Docker at %s: %d containers",
+            self.socket_path,
+            len(provider.inventory),
+        )
+        self._thread = threading.Thread(
+            target=self._follow, args=(since,), name="docker-events", daemon=True
+        )
+        self._thread.start()
+
+    def current(self, now: float) -> Inventory | None:
+        """Return the inventory, its history marked complete up to ``now``
+        while the events stream is being read (no event means no change)."""
+        provider = self._provider
+        if provider is None:
+            return None
+        if self._following.is_set():
+            provider.inventory.mark_covered(now)
+        return provider.inventory
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=RETRY_SECONDS + 5.0)
+        if self._provider is not None:
+            self._provider.client.close()
+
+    def _follow(self, since: float) -> None:
+        provider = self._provider
+        assert provider is not None
+        while not self._stop.is_set():
+            self._following.set()
+            try:
+                provider.follow(since=since, stop=self._stop)
+            except InventoryError as exc:
+                log.error(
+                    "Docker events: %s; trying again in %.0f s", exc, RETRY_SECONDS
+                )
+            finally:
+                self._following.clear()
+            if self._stop.wait(RETRY_SECONDS):
+                return
+            covered = provider.inventory.covered_until
+            since = covered if covered is not None else time.time()
