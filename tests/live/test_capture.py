@@ -96,3 +96,61 @@ def test_missing_interface_is_a_capture_error() -> None:
 def test_bad_filter_is_a_capture_error_naming_it() -> None:
     with pytest.raises(CaptureError, match="'port banana'"):
         LiveCapture("lo", bpf="port banana")
+
+
+def _as_nobody(*capabilities: str) -> list[str]:
+    """A setpriv prefix running a command as user nobody with only the named
+    capabilities (ambient, so the Python interpreter keeps them)."""
+    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if capabilities:
+        listed = ",".join(f"+{name}" for name in capabilities)
+        command += [f"--inh-caps={listed}", f"--ambient-caps={listed}"]
+    return command
+
+
+OPEN_LOOPBACK = (
+    "from detector.live.capture import LiveCapture\n"
+    "LiveCapture('lo').close()\n"
+    "print('opened')\n"
+)
+
+
+@needs_root
+def test_capabilities_alone_are_enough_to_capture() -> None:
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    root = str(Path(__file__).resolve().parents[2])
+    probe = subprocess.run(
+        [*_as_nobody(), sys.executable, "-c", "import detector"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip(
+            "user nobody cannot read the project or its interpreter here:"
+            f" {probe.stderr.strip()[-200:]}"
+        )
+    allowed = subprocess.run(
+        [*_as_nobody("net_raw", "net_admin"), sys.executable, "-c", OPEN_LOOPBACK],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    assert allowed.stdout.strip() == "opened", allowed.stderr
+    refused = subprocess.run(
+        [*_as_nobody(), sys.executable, "-c", OPEN_LOOPBACK],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "CAP_NET_RAW and CAP_NET_ADMIN" in refused.stderr
