@@ -135,3 +135,81 @@ def test_expire_ended_ends_closed_flows_after_their_linger() -> None:
 def test_key_bytes_is_the_inverse_of_key_text(flow) -> None:
     key = key_bytes(flow)
     assert flow in (key_text(key, True), key_text(key, False))
+
+
+def syn_flood_batch(start: int, count: int, timestamp: float):
+    """A batch of ``count`` SYNs, each opening a new flow to 192.0.2.1:443."""
+    import struct
+
+    import numpy as np
+
+    from detector.capture.batch import PacketBatch
+
+    frames = []
+    for number in range(start, start + count):
+        ip = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            40,
+            0,
+            0,
+            64,
+            6,
+            0,
+            bytes([198, 18, (number >> 16) & 0xFF, (number >> 8) & 0xFF]),
+            bytes([192, 0, 2, 1]),
+        )
+        tcp = struct.pack(
+            "!HHIIBBHHH", 1024 + number % 60000, 443, number, 0, 0x50, 0x02, 65535, 0, 0
+        )
+        frames.append(b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp)
+    lengths = np.array([len(frame) for frame in frames], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return PacketBatch(
+        source="flood",
+        data=b"".join(frames),
+        offsets=offsets,
+        captured_lengths=lengths,
+        wire_lengths=lengths,
+        timestamps=np.full(count, timestamp),
+        linktypes=np.ones(count, dtype=np.int64),
+        numbers=np.arange(start + 1, start + count + 1, dtype=np.int64),
+        record_offsets=np.zeros(count, dtype=np.int64),
+    )
+
+
+def test_flood_of_new_flows_keeps_memory_flat_and_the_mining_flow(signatures) -> None:
+    import tracemalloc
+
+    ended: list[Detection] = []
+    early: list[Detection] = []
+    scanner = CaptureScanner(
+        signatures,
+        "flood",
+        max_flows=2000,
+        on_detection=ended.append,
+        on_mining=early.append,
+        keep_detections=False,
+    )
+    batches = list(open_batches(PCAPS / "monero-midsession-submits.pcap"))
+    for batch in batches:
+        scanner.feed(batch)
+    assert len(early) == 1 and not ended
+    now = float(batches[-1].timestamps[-1]) + 1.0
+    per_batch = 4000
+    tracemalloc.start()
+    try:
+        sizes = []
+        for round_number in range(12):
+            scanner.feed(syn_flood_batch(round_number * per_batch, per_batch, now))
+            assert len(scanner.table) <= 2000
+            sizes.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    # Full after the first batch; from then on each batch evicts as many
+    # flows as it adds, so memory stays where it was.
+    assert sizes[-1] - sizes[2] < 256 * 1024, sizes
+    assert not ended, "the mining flow was evicted by flows that are not mining"
+    scanner.close()
+    assert [d.flow for d in ended] == [early[0].flow]
