@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-tools check format lint types pcaps clean bench bench-tools
+.PHONY: venv demo test test-tools check format lint types pcaps clean bench bench-tools \
+	bench-live
 
 venv: $(STAMP)
 
@@ -83,6 +84,13 @@ bench: $(STAMP) bench-tools
 	$(PY) -m detector.bench generate $(BENCH_DIR)
 	$(PY) -m detector.bench run --workdir $(BENCH_DIR) --rounds $(BENCH_ROUNDS) \
 	  --output docs/benchmarks.md
+
+# Replays the mixed capture into a veth pair in a namespace at several rates
+# and compares the packets detector watch and tcpdump capture
+# (docs/benchmarks-live.md). Generates the capture first if it is missing.
+bench-live: $(STAMP) test-tools
+	@test -f $(BENCH_DIR)/mixed-1m.pcap || $(PY) -m detector.bench generate $(BENCH_DIR)
+	$(PY) -m detector.bench live --workdir $(BENCH_DIR) --output docs/benchmarks-live.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

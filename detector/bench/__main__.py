@@ -6,6 +6,8 @@ Usage::
                                              [--mining-flows N]
     python -m detector.bench run --workdir DIR [--rounds N] [--output FILE]
                                  [--no-profile]
+    python -m detector.bench live --workdir DIR [--packets N] [--rates R,R,...]
+                                  [--output FILE]
 
 Exit status: 0 on success, 2 for a usage error, a folder that cannot be
 written, a missing capture or tool, or a tool that failed.
@@ -25,8 +27,13 @@ from detector.bench.generate import (
     DEFAULT_FLOOD_FLOWS,
     DEFAULT_MINING_FLOWS,
     DEFAULT_PACKETS,
+    MIXED_NAME,
     generate,
 )
+from detector.bench.live import DEFAULT_PACKETS as LIVE_PACKETS
+from detector.bench.live import DEFAULT_RATES as LIVE_RATES
+from detector.bench.live import measure as measure_live
+from detector.bench.live import render as render_live
 from detector.bench.measure import BenchError, Benchmark
 from detector.bench.report import render
 
@@ -100,7 +107,58 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the cProfile run of the detector",
     )
+    live = commands.add_parser(
+        "live",
+        help="measure live capture loss against tcpdump",
+        description="Replay the mixed capture into a veth pair in a namespace at"
+        " each rate, capture it with detector watch and with tcpdump, and write"
+        " the packets each saw. Needs root, tcpreplay and tcpdump.",
+    )
+    live.add_argument(
+        "--workdir", type=Path, required=True, help="folder holding mixed-1m.pcap"
+    )
+    live.add_argument(
+        "--packets",
+        type=_positive,
+        default=LIVE_PACKETS,
+        help=f"packets replayed at each rate (default {LIVE_PACKETS})",
+    )
+    live.add_argument(
+        "--rates",
+        type=_rates,
+        default=LIVE_RATES,
+        help="comma-separated packets per second; 0 is top speed (default"
+        f" {','.join(map(str, LIVE_RATES))})",
+    )
+    live.add_argument(
+        "--output",
+        type=Path,
+        default=Path("docs/benchmarks-live.md"),
+        help="page to write (default docs/benchmarks-live.md)",
+    )
     return parser
+
+
+def _rates(text: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, not {text!r}"
+        ) from None
+    if any(rate < 0 for rate in rates):
+        raise argparse.ArgumentTypeError("rates must be 0 (top speed) or more")
+    return rates
+
+
+def _live(arguments: argparse.Namespace) -> int:
+    capture = arguments.workdir / MIXED_NAME
+    rounds = measure_live(capture, arguments.rates, arguments.packets)
+    output: Path = arguments.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_live(rounds, capture, arguments.packets), encoding="utf-8")
+    print(f"wrote {output}")
+    return EXIT_OK
 
 
 def _generate(arguments: argparse.Namespace) -> int:
@@ -141,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if arguments.command == "generate":
             return _generate(arguments)
+        if arguments.command == "live":
+            return _live(arguments)
         return _run(arguments)
     except (BenchError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
