@@ -46,6 +46,7 @@ from detector.live.alerts import (
     DEFAULT_ROTATE_BYTES,
     DEFAULT_ROTATE_KEEP,
     AlertOutput,
+    BackgroundOutput,
     JsonLinesOutput,
     SyslogOutput,
 )
@@ -843,7 +844,7 @@ def watch(
         else:
             outputs.append(JsonLinesOutput(sys.stdout, close_stream=False))
         if syslog is not None:
-            outputs.append(SyslogOutput(SyslogSender(syslog)))
+            outputs.append(BackgroundOutput(SyslogOutput(SyslogSender(syslog))))
         metrics = WatchMetrics()
         watcher = Watcher(options, outputs, metrics)
         watcher.start_docker()

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import IO, Any, Protocol
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 # hundred megabytes, like logrotate's usual weekly rotate 4 plus one.
 DEFAULT_ROTATE_BYTES = 100 * 1024 * 1024
 DEFAULT_ROTATE_KEEP = 5
+
+# Seconds between two log lines about alerts dropped by a slow output.
+DROP_LOG_INTERVAL_SECONDS = 60.0
 
 ACTION_DETECTED = "mining-detected"
 ACTION_UPDATED = "mining-updated"
@@ -58,6 +64,73 @@ class JsonLinesOutput:
             self.stream.close()
         else:
             self.stream.flush()
+
+
+# Alerts waiting for a slow output before new ones are dropped: at 2 KiB a
+# document, 10,000 hold about 20 MiB, hours of alerts on a busy host.
+MAX_PENDING_ALERTS = 10_000
+
+# Seconds the watch waits, when it stops, for a background output to send
+# the alerts still queued.
+CLOSE_TIMEOUT_SECONDS = 10.0
+
+
+class BackgroundOutput:
+    """Hand alerts to ``output`` from a thread, so a slow receiver (a syslog
+    server that does not answer) never holds up the capture loop.
+
+    At most ``max_pending`` alerts wait; further ones are dropped, counted in
+    ``dropped`` and logged at most once a minute.
+    """
+
+    def __init__(
+        self, output: AlertOutput, max_pending: int = MAX_PENDING_ALERTS
+    ) -> None:
+        self.output = output
+        self.dropped = 0
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(max_pending)
+        self._last_drop_log = float("-inf")
+        self._thread = threading.Thread(
+            target=self._run, name="alert-output", daemon=True
+        )
+        self._thread.start()
+
+    def emit(self, document: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(document)
+        except queue.Full:
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._last_drop_log >= DROP_LOG_INTERVAL_SECONDS:
+                self._last_drop_log = now
+                log.error(
+                    "alert output is %d alerts behind: %d alerts dropped so far",
+                    self._queue.maxsize,
+                    self.dropped,
+                )
+
+    def close(self) -> None:
+        """Send what is queued (for at most CLOSE_TIMEOUT_SECONDS), then close."""
+        self._queue.put(None)
+        self._thread.join(CLOSE_TIMEOUT_SECONDS)
+        if self._thread.is_alive():
+            log.error(
+                "alert output did not drain within %.0f s: %d alerts left unsent",
+                CLOSE_TIMEOUT_SECONDS,
+                self._queue.qsize(),
+            )
+            return
+        self.output.close()
+
+    def _run(self) -> None:
+        while True:
+            document = self._queue.get()
+            if document is None:
+                return
+            try:
+                self.output.emit(document)
+            except Exception:  # noqa: BLE001 - the thread must outlive one bad send
+                log.exception("alert output failed")
 
 
 class SyslogOutput:

@@ -107,3 +107,50 @@ def test_json_lines_output_writes_one_line_per_alert() -> None:
         ACTION_DETECTED,
         ACTION_UPDATED,
     ]
+
+
+class BlockingOutput:
+    """An output whose sends wait until released, like a stalled receiver."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.sent: list[dict] = []
+        self.closed = False
+
+    def emit(self, document: dict) -> None:
+        self.release.wait(10.0)
+        self.sent.append(document)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_background_output_never_blocks_and_drops_past_its_bound() -> None:
+    from detector.live.alerts import BackgroundOutput
+
+    slow = BlockingOutput()
+    output = BackgroundOutput(slow, max_pending=3)
+    for number in range(10):
+        output.emit({"n": number})
+    # One document is in the stalled send; three wait; the rest are dropped.
+    assert output.dropped >= 6
+    slow.release.set()
+    output.close()
+    assert slow.closed
+    assert len(slow.sent) == 10 - output.dropped
+    assert slow.sent[0] == {"n": 0}
+
+
+def test_background_output_sends_everything_before_closing() -> None:
+    from detector.live.alerts import BackgroundOutput
+
+    slow = BlockingOutput()
+    slow.release.set()
+    output = BackgroundOutput(slow)
+    for number in range(100):
+        output.emit({"n": number})
+    output.close()
+    assert [document["n"] for document in slow.sent] == list(range(100))
+    assert output.dropped == 0
