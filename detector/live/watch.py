@@ -381,7 +381,12 @@ class Watcher:
             keep_detections=False,
         )
         self._interfaces[name] = _Interface(name, ifindex, capture, scanner)
-        log.info("interface %s added (link type %d)", name, capture.linktype)
+        log.info(
+            "interface %s added: watching %s (link type %d)",
+            name,
+            name,
+            capture.linktype,
+        )
 
     def _close(self, name: str, why: str) -> None:
         interface = self._interfaces.pop(name, None)
