@@ -443,6 +443,7 @@ def _check_auth(params: dict[str, Any]) -> bool:
     user = params.get("user")
     return (
         _is_text(params.get("site_key"))
+        and isinstance(params.get("type"), str)
         and params.get("type") in _AUTH_TYPES
         and (user is None or isinstance(user, str))
     )

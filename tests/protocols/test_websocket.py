@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from detector.capture import open_capture
@@ -524,6 +524,9 @@ JSON_VALUES = st.recursive(
         JSON_VALUES,
     ),
 )
+# An unhashable value where a text is expected once raised TypeError.
+@example("auth", {"type": [], "site_key": "0"})
+@example("auth", {"type": {}, "site_key": "key"})
 def test_webminer_arbitrary_params(kind: str, params: dict[str, object]) -> None:
     result = parse_webminer(json.dumps({"type": kind, "params": params}))
     assert result is None or result.kind == kind
