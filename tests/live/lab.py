@@ -186,15 +186,46 @@ class Peer:
         return self.process.stderr.read()
 
 
+def watch_command(arguments: Iterable[str], metrics_port: int | None) -> list[str]:
+    """Return the ``python -m detector watch`` command line.
+
+    ``metrics_port`` adds ``--metrics-port`` so that :meth:`Watch.metrics`
+    can read it.
+    """
+    command = [PYTHON, "-m", "detector", "watch", *arguments]
+    if metrics_port is not None:
+        command += ["--metrics-port", str(metrics_port)]
+    return command
+
+
+def start_watch_process(
+    namespace: str, command: list[str], **popen: Any
+) -> subprocess.Popen[str]:
+    """Start watch in a namespace with its pipes open and its output
+    unbuffered, so each line arrives as it is written."""
+    return subprocess.Popen(
+        netns_exec(namespace, *command),
+        cwd=REPOSITORY,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        **popen,
+    )
+
+
 class Watch:
-    """A ``detector watch`` process in the host namespace: its alerts (JSON
-    lines on standard output) and logs (standard error), each line with its
-    arrival time."""
+    """A ``detector watch`` process in a namespace: its alerts (JSON lines on
+    standard output) and logs (standard error), each line with its arrival
+    time."""
 
     def __init__(
-        self, lab: Lab, process: subprocess.Popen[str], metrics_port: int | None
+        self,
+        namespace: str,
+        process: subprocess.Popen[str],
+        metrics_port: int | None,
     ) -> None:
-        self.lab = lab
+        self.namespace = namespace
         self.process = process
         self.metrics_port = metrics_port
         assert process.stdout is not None
@@ -257,11 +288,11 @@ class Watch:
         return status
 
     def http_get(self, path: str) -> tuple[int, str]:
-        """GET a path of the metrics server from inside the host namespace."""
+        """GET a path of the metrics server from inside watch's namespace."""
         assert self.metrics_port is not None, "watch runs without --metrics-port"
         output = run(
             *netns_exec(
-                self.lab.host,
+                self.namespace,
                 PYTHON,
                 "-c",
                 HTTP_GET_SCRIPT,
@@ -380,6 +411,24 @@ class Lab:
         self.nodes.append(node)
         return node
 
+    def add_veth_pair(self) -> tuple[str, str]:
+        """Create a veth pair in the host namespace, both ends up, IPv6 off.
+
+        Frames sent into the first end arrive on the second. Without IPv6
+        the kernel sends no router or neighbour solicitations of its own, so
+        the second end receives only what a test sends.
+        """
+        self._veths += 1
+        sender = f"veth{self.tag}{self._veths:x}"
+        self._veths += 1
+        receiver = f"veth{self.tag}{self._veths:x}"
+        host = ["ip", "-n", self.host]
+        run(*host, "link", "add", sender, "type", "veth", "peer", "name", receiver)
+        for name in (sender, receiver):
+            self.host_run("sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1")
+            run(*host, "link", "set", name, "up")
+        return sender, receiver
+
     def start(
         self, namespace: str, command: Iterable[str], **popen: Any
     ) -> subprocess.Popen[str]:
@@ -404,23 +453,11 @@ class Lab:
         return Peer(process, f"{node.role} ({' '.join(arguments[:1])})")
 
     def watch(self, *arguments: str, metrics_port: int | None = None) -> Watch:
-        """Start ``python -m detector watch ARGUMENTS`` in the host namespace.
-
-        ``metrics_port`` adds ``--metrics-port`` so that :meth:`Watch.metrics`
-        can read it.
-        """
-        command = [PYTHON, "-m", "detector", "watch", *arguments]
-        if metrics_port is not None:
-            command += ["--metrics-port", str(metrics_port)]
-        environment = dict(os.environ, PYTHONUNBUFFERED="1")
-        process = self.start(
-            self.host,
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=environment,
-        )
-        return Watch(self, process, metrics_port)
+        """Start ``python -m detector watch ARGUMENTS`` in the host namespace;
+        :meth:`close` stops it by PID."""
+        process = start_watch_process(self.host, watch_command(arguments, metrics_port))
+        self._processes.append(process)
+        return Watch(self.host, process, metrics_port)
 
     def host_run(self, *command: str) -> str:
         """Run a command in the host namespace and return its output."""

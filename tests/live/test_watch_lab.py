@@ -30,8 +30,8 @@ BENIGN_PORT = 80
 METRICS_PORT = 9100
 # Seconds between the miner's login and its alert that the tests wait for.
 # Watch writes "mining-detected" within a second of the evidence, and the
-# second second is margin. The tests record the delay and never assert speed
-# beyond this bound.
+# other second is margin for a loaded host. The tests record the delay and
+# never assert speed beyond this bound.
 ALERT_BOUND_SECONDS = 2.0
 # Seconds a miner keeps its connection open after its shares, so that its
 # first alert comes while the flow is open.
@@ -366,7 +366,10 @@ def test_default_discovery_finds_bridge(lab: Lab, record_property) -> None:
     assert interface_of(alert) == bridge.name
     assert watch.terminate() == 0
     # Only container bridges are captured by default, never the veths or lo.
-    opened = [line for line in watch.log_lines() if " added" in line]
+    opened = [
+        line for line in watch.log_lines() if "watching " in line or " added" in line
+    ]
+    assert opened
     assert all(bridge.name in line for line in opened), opened
 
 
