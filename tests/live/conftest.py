@@ -1,4 +1,4 @@
-"""Fixtures of the live-capture tests: the namespace lab.
+"""Fixtures of the live-capture tests: the namespace lab and a Docker engine.
 
 The lab needs root and iproute2. Without them the tests skip, unless
 DETECTOR_REQUIRE_NETNS=1, which makes them fail instead so that a CI run
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.attribution.netns import missing_requirements
+from tests.docker_lab import DockerEngine, shared_docker_engine
 from tests.live.lab import Lab
 
 REQUIRE_NETNS = "DETECTOR_REQUIRE_NETNS"
@@ -49,3 +50,9 @@ def lab() -> Iterator[Lab]:
 def module_lab() -> Iterator[Lab]:
     with open_lab() as built:
         yield built
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory) -> Iterator[DockerEngine]:
+    with shared_docker_engine(tmp_path_factory) as engine:
+        yield engine
