@@ -108,11 +108,15 @@ class EventReader:
         self._thread.start()
 
     def _read(self) -> None:
-        for line in self._stream:
-            record = self._parse(line.rstrip("\n"))
-            with self._condition:
-                self.lines.append((time.time(), record))
-                self._condition.notify_all()
+        try:
+            for line in self._stream:
+                record = self._parse(line.rstrip("\n"))
+                with self._condition:
+                    self.lines.append((time.time(), record))
+                    self._condition.notify_all()
+        except (OSError, ValueError):
+            # Teardown closed the pipe under this thread; nothing more comes.
+            pass
         with self._condition:
             self.finished = True
             self._condition.notify_all()
