@@ -39,7 +39,18 @@ from detector.engine.inspector import FlowInspector
 from detector.errors import CaptureError, DecodeError
 from detector.flows.batch import BatchFlowTable, FlowKeys, flow_keys
 from detector.flows.table import IDLE_TIMEOUT, MAX_FLOWS, Flow, FlowTable
-from detector.model import FIN, RST, SYN, TCP, Detection, Direction, Packet, Segment
+from detector.model import (
+    FIN,
+    RST,
+    SYN,
+    TCP,
+    Confidence,
+    Detection,
+    Direction,
+    FlowKey,
+    Packet,
+    Segment,
+)
 from detector.signatures import Signatures, load_signatures
 
 log = logging.getLogger(__name__)
@@ -54,6 +65,12 @@ EXPIRE_EVERY_PACKETS = 65536
 
 # A progress callback is called every this many packets.
 PROGRESS_EVERY_PACKETS = 20000
+
+# Seconds a live report waits, after a flow turns mining, for its dialect to
+# be told apart: a lone Stratum subscribe fits several dialects, and the
+# pool's answer, which settles it, follows within milliseconds. A proxied
+# flow's Stratum follows its CONNECT or SOCKS reply as quickly.
+DIALECT_WAIT_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +184,9 @@ class CaptureScanner:
         self.on_mining = on_mining
         self.on_packet = on_packet
         self.keep_detections = keep_detections
+        # Flows whose early report waits for their dialect: the Flow, its
+        # slot in a batch table, and the capture time the wait began.
+        self._waiting: dict[FlowKey, tuple[Flow, int | None, float]] = {}
         # Shared with the other files of a scan, so DNS answers and sessions
         # carry over from one capture to the next.
         self.context = context if context is not None else InspectionContext()
@@ -315,11 +335,45 @@ class CaptureScanner:
             # A full flow table evicts other flows before a mining one.
             flow.pinned = True
 
-    def _report_when_mining(self, flow: Flow, inspector: FlowInspector) -> None:
+    def _report_when_mining(
+        self, flow: Flow, inspector: FlowInspector, slot: int | None = None
+    ) -> None:
         """Call ``on_mining`` when the flow's evidence makes it mining; the
-        caller checks that it was not reported yet."""
+        caller checks that it was not reported yet.
+
+        While the dialect is a tie, or the evidence is of medium confidence
+        on a flow still being read (a proxy's target names a pool, and the
+        Stratum it carries follows), the report waits up to
+        DIALECT_WAIT_SECONDS of capture time for more messages;
+        :meth:`report_waiting` sends the reports whose wait is over.
+        """
         if not (flow.pinned or inspector.is_mining()):
             return
+        if not _ready_to_report(inspector):
+            since = self._waiting.setdefault(flow.key, (flow, slot, flow.last_seen))[2]
+            if flow.last_seen - since < DIALECT_WAIT_SECONDS:
+                return
+        self._waiting.pop(flow.key, None)
+        self._send_early_report(flow, inspector)
+
+    def report_waiting(self, now: float) -> None:
+        """Send the early reports that waited DIALECT_WAIT_SECONDS for their
+        dialect by ``now``, settled or not."""
+        if not self._waiting:
+            return
+        table = self.table
+        for key, (flow, slot, since) in list(self._waiting.items()):
+            if now - since < DIALECT_WAIT_SECONDS:
+                continue
+            del self._waiting[key]
+            inspector = flow.state
+            if not isinstance(inspector, FlowInspector) or inspector.reported:
+                continue
+            if slot is not None and isinstance(table, BatchFlowTable):
+                table.refresh(slot)
+            self._send_early_report(flow, inspector)
+
+    def _send_early_report(self, flow: Flow, inspector: FlowInspector) -> None:
         assert self.on_mining is not None
         detection = inspector.detection(
             self.source,
@@ -452,7 +506,7 @@ class CaptureScanner:
         if self.on_mining is not None and inspector.reported is None:
             if flow.pinned or inspector.is_mining():
                 table.refresh(slot)
-                self._report_when_mining(flow, inspector)
+                self._report_when_mining(flow, inspector, slot)
         if not inspector.wants_data:
             table.mark_judged(slot)
             # Judged flows are not reassembled again; what a reassembler keeps
@@ -477,6 +531,8 @@ class CaptureScanner:
             inspector = flow.state
             if not isinstance(inspector, FlowInspector):
                 continue
+            if self._waiting:
+                self._waiting.pop(flow.key, None)
             # A flow without reassemblers has nothing buffered to flush.
             if flow.key.transport == TCP and flow.streams is not None:
                 for direction in (Direction.TO_SERVER, Direction.TO_CLIENT):
@@ -506,6 +562,15 @@ class CaptureScanner:
                     self.result.detections.append(detection)
                 if self.on_detection is not None:
                     self.on_detection(detection)
+
+
+def _ready_to_report(inspector: FlowInspector) -> bool:
+    """Whether a mining flow's early report can go out without waiting for
+    more of the flow: its dialect is settled, and its evidence is high or no
+    more will be read."""
+    if not inspector.dialect_settled():
+        return False
+    return not inspector.wants_data or inspector.verdict(True) is Confidence.HIGH
 
 
 class _BatchView:

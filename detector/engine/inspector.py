@@ -1079,6 +1079,12 @@ class FlowInspector:
             return Confidence.LOW
         return None
 
+    def dialect_settled(self) -> bool:
+        """Return whether one dialect has more votes than any other. A lone
+        Stratum subscribe fits several dialects until the pool answers."""
+        votes = sorted(self._dialect_votes.values(), reverse=True)
+        return len(votes) < 2 or votes[0] > votes[1]
+
     def dialect(self) -> str:
         if not self._dialect_votes:
             return "unknown"

@@ -273,6 +273,8 @@ class Watcher:
                     next_rescan = time.monotonic() + self.options.rescan_interval
                 self._wait_and_read()
                 now = time.time()
+                for interface in self._interfaces.values():
+                    interface.scanner.report_waiting(now)
                 if now >= next_housekeeping:
                     next_housekeeping = now + HOUSEKEEPING_SECONDS
                     ended = now >= next_ended_check

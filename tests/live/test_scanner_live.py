@@ -53,6 +53,66 @@ def test_mining_flow_reported_before_it_ends(name, signatures) -> None:
     assert scanner.result.detections == []
 
 
+@pytest.mark.parametrize(
+    "path", sorted(PCAPS.glob("*.pcap*")), ids=lambda path: path.name
+)
+def test_early_report_names_the_dialect_the_end_does(path, signatures) -> None:
+    early, final, _ = feed_capture(path, signatures)
+    ended = {d.flow: d for d in final}
+    for detection in early:
+        assert detection.mining.dialect == ended[detection.flow].mining.dialect
+
+
+def lone_subscribe_capture(folder: Path) -> Path:
+    """A cgminer flow that sends only a subscribe, which several Stratum
+    dialects share, and then an authorize half a minute later."""
+    from detector.trafficgen.conversation import Endpoint, tcp_conversation, to_server
+    from detector.trafficgen.messages import stratum_v1
+    from detector.trafficgen.writers import Record, encode_pcap
+
+    packets = tcp_conversation(
+        Endpoint("198.18.20.10", 40000),
+        Endpoint("198.18.20.2", 3333),
+        [
+            to_server(stratum_v1.subscribe(1, "cgminer/4.12.1")),
+            to_server(stratum_v1.authorize(2, "worker1", "x"), delay=30.0),
+        ],
+        start_ns=1_700_000_000 * 10**9,
+        close_by=None,
+    )
+    path = folder / "lone-subscribe.pcap"
+    # Link type 101: raw IP, as the conversation's packets are.
+    records = [Record(item.timestamp_ns, bytes(item.packet)) for item in packets]
+    path.write_bytes(encode_pcap(records, 101))
+    return path
+
+
+def test_report_waits_for_the_dialect_then_goes_out(tmp_path, signatures) -> None:
+    from detector.scan import DIALECT_WAIT_SECONDS
+
+    (batch,) = list(open_batches(lone_subscribe_capture(tmp_path)))
+    packets = list(batch.packets())
+    subscribe = next(
+        index
+        for index, packet in enumerate(packets)
+        if b"mining.subscribe" in packet.data
+    )
+    early: list[Detection] = []
+    scanner = CaptureScanner(
+        signatures, "veth-test", on_mining=early.append, keep_detections=False
+    )
+    scanner.feed(batch.slice(0, subscribe + 1))
+    # A lone subscribe fits several dialects: the report waits.
+    assert early == []
+    sent_at = packets[subscribe].timestamp
+    scanner.report_waiting(sent_at + DIALECT_WAIT_SECONDS / 2)
+    assert early == []
+    scanner.report_waiting(sent_at + DIALECT_WAIT_SECONDS)
+    assert len(early) == 1
+    scanner.feed(batch.slice(subscribe + 1, len(batch)))
+    assert len(early) == 1
+
+
 def test_flows_end_with_the_same_detections_as_a_scan(signatures) -> None:
     path = PCAPS / "mixed-containers.pcap"
     _, final, _ = feed_capture(path, signatures)
