@@ -1016,6 +1016,8 @@ class FlowInspector:
             return False
         self._fields.setdefault("agent", agent)
         self._fields.setdefault("miner_family", match.family)
+        if match.dialect is not None:
+            self._fields.setdefault("agent_dialect", match.dialect)
         self._record(
             Evidence(
                 kind="miner.agent",
@@ -1080,14 +1082,27 @@ class FlowInspector:
         return None
 
     def dialect_settled(self) -> bool:
-        """Return whether one dialect has more votes than any other. A lone
-        Stratum subscribe fits several dialects until the pool answers."""
+        """Return whether one dialect has more votes than any other, or the
+        miner's agent names one of those tied. A lone Stratum subscribe fits
+        several dialects until the pool answers."""
         votes = sorted(self._dialect_votes.values(), reverse=True)
-        return len(votes) < 2 or votes[0] > votes[1]
+        if len(votes) < 2 or votes[0] > votes[1]:
+            return True
+        return self._agent_dialect_among_best() is not None
+
+    def _agent_dialect_among_best(self) -> str | None:
+        hinted = self._fields.get("agent_dialect")
+        if hinted is None or not self._dialect_votes:
+            return None
+        best = max(self._dialect_votes.values())
+        return hinted if self._dialect_votes.get(hinted) == best else None
 
     def dialect(self) -> str:
         if not self._dialect_votes:
             return "unknown"
+        hinted = self._agent_dialect_among_best()
+        if hinted is not None:
+            return hinted
         best = max(self._dialect_votes.values())
         for dialect in DIALECT_PREFERENCE:
             if self._dialect_votes.get(dialect) == best:

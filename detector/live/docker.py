@@ -40,6 +40,11 @@ class DockerFollower:
         self._following = threading.Event()
 
     @property
+    def following(self) -> bool:
+        """Whether the events stream is being read now."""
+        return self._following.is_set()
+
+    @property
     def inventory(self) -> Inventory | None:
         return self._provider.inventory if self._provider is not None else None
 

@@ -19,6 +19,7 @@ import select
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +27,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from detector.attribution import Inventory, InventoryError, attribute, load_static
+from detector.attribution import (
+    REASON_NOT_HELD,
+    REASON_NOT_IN_INVENTORY,
+    Inventory,
+    InventoryError,
+    attribute,
+    load_static,
+)
 from detector.engine.context import InspectionContext
 from detector.engine.sessions import ALERT_INTERVAL_SECONDS
 from detector.errors import CaptureError, DetectorError
@@ -86,6 +94,15 @@ MAX_BATCHES_PER_TURN = 8
 
 # The capture loop counts as stalled when it has not turned for this long.
 STALL_SECONDS = 10.0
+
+# Seconds an alert whose client no container holds yet waits for the Docker
+# events thread, when one runs. A miner can connect within a few hundred
+# milliseconds of its container starting, before the start event is read
+# and the container inspected.
+ATTRIBUTION_WAIT_SECONDS = 1.0
+
+# Attribution reasons that the Docker events thread may still change.
+_REASONS_EVENTS_MAY_CHANGE = (REASON_NOT_IN_INVENTORY, REASON_NOT_HELD)
 
 # The same message is logged at most once per this many seconds; the rest
 # are counted and the count logged with the next one.
@@ -215,6 +232,9 @@ class Watcher:
         self._interfaces: dict[str, _Interface] = {}
         # Keys of flows reported while open, whose end is not yet reported.
         self._open_mining: set[bytes] = set()
+        # Reports waiting for the Docker events thread to name their
+        # container, in order, each with its deadline (monotonic seconds).
+        self._awaiting: deque[tuple[float, Detection]] = deque()
         self._stop = threading.Event()
         self._reload = False
         self._last_turn = time.monotonic()
@@ -275,6 +295,8 @@ class Watcher:
                 now = time.time()
                 for interface in self._interfaces.values():
                     interface.scanner.report_waiting(now)
+                if self._awaiting:
+                    self._release_awaiting()
                 if now >= next_housekeeping:
                     next_housekeeping = now + HOUSEKEEPING_SECONDS
                     ended = now >= next_ended_check
@@ -306,8 +328,12 @@ class Watcher:
             try:
                 batch = interface.capture.read()
             except CaptureError as exc:
-                log.warning("%s", exc)
-                self._close(interface.name, "the capture failed")
+                if interface.name in interface_names():
+                    log.warning("%s", exc)
+                    self._close(interface.name, "the capture failed")
+                else:
+                    # A bridge deleted with its network ends its capture so.
+                    self._close(interface.name, "it is gone")
                 return
             if batch is None:
                 return
@@ -383,6 +409,8 @@ class Watcher:
             keep_detections=False,
         )
         self._interfaces[name] = _Interface(name, ifindex, capture, scanner)
+        if self.metrics is not None:
+            self.metrics.set_interfaces(len(self._interfaces))
         log.info(
             "interface %s added: watching %s (link type %d)",
             name,
@@ -405,6 +433,7 @@ class Watcher:
             log.debug("%s: closing the capture failed", name, exc_info=True)
         if self.metrics is not None:
             self.metrics.forget_interface(name)
+            self.metrics.set_interfaces(len(self._interfaces))
         log.info("interface %s removed: %s", name, why)
 
     # -- detections ---------------------------------------------------------
@@ -443,9 +472,40 @@ class Watcher:
         if detection.confidence < self.options.min_confidence:
             return
         detection = self._attribute(detection)
-        self.dispatcher.offer(detection, time.time())
         if self.evidence is not None and first:
             self._write_evidence(detection)
+        # Reports keep their order: once one waits, the later ones queue too.
+        if self._awaiting or self._may_be_named_later(detection):
+            self._awaiting.append(
+                (time.monotonic() + ATTRIBUTION_WAIT_SECONDS, detection)
+            )
+            return
+        self.dispatcher.offer(detection, time.time())
+
+    def _may_be_named_later(self, detection: Detection) -> bool:
+        attribution = detection.attribution
+        return (
+            self.docker is not None
+            and self.docker.following
+            and attribution is not None
+            and attribution.container is None
+            and attribution.reason in _REASONS_EVENTS_MAY_CHANGE
+        )
+
+    def _release_awaiting(self, everything: bool = False) -> None:
+        """Offer the waiting reports whose container is now named or whose
+        wait is over; with ``everything``, all of them."""
+        while self._awaiting:
+            deadline, detection = self._awaiting[0]
+            named = self._attribute(detection)
+            if (
+                not everything
+                and self._may_be_named_later(named)
+                and time.monotonic() < deadline
+            ):
+                return
+            self._awaiting.popleft()
+            self.dispatcher.offer(named, time.time())
 
     def _attribute(self, detection: Detection) -> Detection:
         """Name the container from Docker's live inventory, else the file's."""
@@ -575,6 +635,7 @@ class Watcher:
     def _shut_down(self) -> None:
         for name in list(self._interfaces):
             self._close(name, "the watch is stopping")
+        self._release_awaiting(everything=True)
         self.dispatcher.flush(time.time())
         if self.docker is not None:
             self.docker.stop()

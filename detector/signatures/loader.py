@@ -86,8 +86,8 @@ def load_signatures(directory: str | os.PathLike[str] | None = None) -> Signatur
     """
     folder = Path(directory) if directory is not None else default_directory()
     paths = {name: folder / name for name in SIGNATURE_FILES}
-    agents = _load_agents(_read(paths[AGENTS_FILE]))
     dialects = _load_dialects(_read(paths[DIALECTS_FILE]))
+    agents = _load_agents(_read(paths[AGENTS_FILE]), dialects)
     separators, wallets = _load_wallets(_read(paths[WALLETS_FILE]))
     ports = _load_ports(_read(paths[PORTS_FILE]))
     pools = _load_pools(_read(paths[POOLS_FILE]))
@@ -338,18 +338,28 @@ _AGENT_FIELDS = {
     "family": _Field(_check_string),
     "pattern": _Field(_regex_checker(re.IGNORECASE)),
     "source": _Field(_check_string),
+    "dialect": _Field(_check_string, required=False),
 }
 
 
-def _load_agents(document: _Document) -> tuple[AgentSignature, ...]:
+def _load_agents(
+    document: _Document, dialects: Mapping[str, object]
+) -> tuple[AgentSignature, ...]:
     _check_top_level(document, {"agents": True})
     ids = _UniqueIds(document)
     agents = []
     for path, entry in _entries(document, "agents", _AGENT_FIELDS):
         ids.add(f"{path}.id", entry["id"])
+        dialect = entry.get("dialect")
+        if dialect is not None and dialect not in dialects:
+            raise document.fail(
+                f"{path}.dialect",
+                f"unknown dialect {dialect!r}; expected one of the ids in"
+                f" {DIALECTS_FILE}: {', '.join(sorted(dialects))}",
+            )
         agents.append(
             AgentSignature(
-                entry["id"], entry["family"], entry["pattern"], entry["source"]
+                entry["id"], entry["family"], entry["pattern"], entry["source"], dialect
             )
         )
     return tuple(agents)

@@ -17,6 +17,8 @@ class AgentSignature:
     family: str
     pattern: re.Pattern[str]
     source: str
+    # The one dialect this miner speaks, where it speaks only one.
+    dialect: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +26,13 @@ class AgentMatch:
     """A miner family recognised in an agent string.
 
     ``pattern`` is the regular expression that matched, ``source`` where the
-    signature came from.
+    signature came from, ``dialect`` the one dialect the miner speaks, if any.
     """
 
     family: str
     pattern: str
     source: str
+    dialect: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,9 @@ class Signatures:
         """Return the first agent pattern, in file order, that ``text`` matches."""
         for agent in self.agents:
             if agent.pattern.search(text):
-                return AgentMatch(agent.family, agent.pattern.pattern, agent.source)
+                return AgentMatch(
+                    agent.family, agent.pattern.pattern, agent.source, agent.dialect
+                )
         return None
 
     def method_dialects(self, method: str) -> frozenset[str]:

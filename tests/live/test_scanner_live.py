@@ -63,9 +63,10 @@ def test_early_report_names_the_dialect_the_end_does(path, signatures) -> None:
         assert detection.mining.dialect == ended[detection.flow].mining.dialect
 
 
-def lone_subscribe_capture(folder: Path) -> Path:
-    """A cgminer flow that sends only a subscribe, which several Stratum
-    dialects share, and then an authorize half a minute later."""
+def lone_subscribe_capture(folder: Path, agent: str = "sgminer/5.6.1") -> Path:
+    """A flow that sends only a subscribe, which several Stratum dialects
+    share, and then an authorize half a minute later. sgminer mines many
+    algorithms, so its agent does not tell the dialect."""
     from detector.trafficgen.conversation import Endpoint, tcp_conversation, to_server
     from detector.trafficgen.messages import stratum_v1
     from detector.trafficgen.writers import Record, encode_pcap
@@ -74,7 +75,7 @@ def lone_subscribe_capture(folder: Path) -> Path:
         Endpoint("198.18.20.10", 40000),
         Endpoint("198.18.20.2", 3333),
         [
-            to_server(stratum_v1.subscribe(1, "cgminer/4.12.1")),
+            to_server(stratum_v1.subscribe(1, agent)),
             to_server(stratum_v1.authorize(2, "worker1", "x"), delay=30.0),
         ],
         start_ns=1_700_000_000 * 10**9,
@@ -111,6 +112,23 @@ def test_report_waits_for_the_dialect_then_goes_out(tmp_path, signatures) -> Non
     assert len(early) == 1
     scanner.feed(batch.slice(subscribe + 1, len(batch)))
     assert len(early) == 1
+
+
+def test_agent_of_one_dialect_settles_a_lone_subscribe(tmp_path, signatures) -> None:
+    path = lone_subscribe_capture(tmp_path, agent="cgminer/4.12.1")
+    (batch,) = list(open_batches(path))
+    packets = list(batch.packets())
+    subscribe = next(
+        index
+        for index, packet in enumerate(packets)
+        if b"mining.subscribe" in packet.data
+    )
+    early: list[Detection] = []
+    scanner = CaptureScanner(
+        signatures, "veth-test", on_mining=early.append, keep_detections=False
+    )
+    scanner.feed(batch.slice(0, subscribe + 1))
+    assert [d.mining.dialect for d in early] == ["stratum-v1"]
 
 
 def test_flows_end_with_the_same_detections_as_a_scan(signatures) -> None:

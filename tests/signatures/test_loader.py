@@ -351,3 +351,22 @@ def test_yaml_error_names_line(tmp_path: Path) -> None:
     (folder / "wallets.yaml").write_text("wallets:\n  - id: [\n", encoding="utf-8")
     error = load_error(folder)
     assert "line 3" in error.reason
+
+
+def test_agent_dialect_must_be_a_known_dialect(tmp_path: Path) -> None:
+    folder = copy_bundled(tmp_path)
+    edit(folder, "agents.yaml", set_key(["agents", 0, "dialect"], "stratum-v9"))
+    error = load_error(folder)
+    assert error.key == "agents[0].dialect"
+    assert "unknown dialect 'stratum-v9'" in str(error)
+    assert "monero" in str(error)
+
+
+def test_agent_dialect_is_loaded(tmp_path: Path) -> None:
+    signatures = load_signatures(BUNDLED)
+    match = signatures.match_agent("cgminer/4.12.1")
+    assert match is not None
+    assert match.dialect == "stratum-v1"
+    sgminer = signatures.match_agent("sgminer/5.6.1")
+    assert sgminer is not None
+    assert sgminer.dialect is None
