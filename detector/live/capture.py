@@ -41,16 +41,13 @@ DEFAULT_SNAPLEN = 262_144
 READ_TIMEOUT_MS = 100
 
 # Bytes of the kernel's ring buffer per interface. At 150,000 packets/s of
-# 200 bytes (the rate pcapy-ng keeps up with on one core) this holds about
+# 200 bytes (the rate pcapy-ng keeps up with on one core) this stores about
 # half a second of traffic, time for a batch of inspection to finish.
 DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
 
 # Packets taken from libpcap in one call: a batch big enough to amortise the
 # per-batch numpy work, small enough that alerts are not held back.
 MAX_BATCH_PACKETS = 8192
-
-# The link type libpcap reports for Ethernet.
-DLTYPE_ETHERNET = 1
 
 # pcap_activate()'s error codes (pcap/pcap.h) and what they mean here.
 _ACTIVATE_ERRORS = {
@@ -151,7 +148,7 @@ class LiveCapture:
         self._fd = int(handle.getfd())
 
     def fileno(self) -> int:
-        """The descriptor select() reports readable when packets wait."""
+        """Return the descriptor select() reports readable when packets wait."""
         return self._fd
 
     def read(self, max_packets: int = MAX_BATCH_PACKETS) -> PacketBatch | None:

@@ -111,7 +111,7 @@ LOG_INTERVAL_SECONDS = 60.0
 
 @dataclass(slots=True)
 class WatchOptions:
-    """What to capture and how; the options of ``detector watch``."""
+    """The options of ``detector watch``: what to capture and how."""
 
     interfaces: tuple[str, ...] = ()
     bpf: str = DEFAULT_FILTER
@@ -188,7 +188,7 @@ class _Interface:
 
 @dataclass(slots=True)
 class _Totals:
-    """What the watch did, for its closing log line."""
+    """The watch's totals, for its closing log line."""
 
     packets: int = 0
     alerts: int = 0
