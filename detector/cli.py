@@ -50,11 +50,17 @@ from detector.live.alerts import (
     JsonLinesOutput,
     SyslogOutput,
 )
-from detector.live.capture import DEFAULT_FILTER, DEFAULT_SNAPLEN
+from detector.live.capture import (
+    DEFAULT_BUFFER_BYTES,
+    DEFAULT_FILTER,
+    DEFAULT_SNAPLEN,
+    check_filter,
+)
 from detector.live.metrics import MetricsServer, WatchMetrics
 from detector.live.watch import (
     ABSOLUTE_TIMEOUT,
     RESCAN_SECONDS,
+    Controls,
     Watcher,
     WatchOptions,
     signal_handlers,
@@ -85,6 +91,10 @@ CONFIDENCE_NAMES = {level.label: level for level in Confidence}
 
 # Skipped lines of an imported list printed one by one; the rest are counted.
 IMPORT_SKIPPED_SHOWN = 20
+
+# The longest Ethernet frame with one 802.1Q tag: a smaller snapshot length
+# cuts ordinary packets, and the mining messages in them.
+FULL_FRAME_SNAPLEN = 1518
 
 # Width of a table written to a file, where no terminal sets one.
 FILE_TABLE_WIDTH = 160
@@ -658,6 +668,15 @@ def watch(
             "--snaplen", min=64, help="Bytes kept of each packet (snapshot length)."
         ),
     ] = DEFAULT_SNAPLEN,
+    buffer_mib: Annotated[
+        int,
+        typer.Option(
+            "--buffer-size",
+            min=1,
+            help="MiB of kernel capture buffer per interface; more rides out"
+            " longer bursts.",
+        ),
+    ] = DEFAULT_BUFFER_BYTES // (1024 * 1024),
     promiscuous: Annotated[
         bool,
         typer.Option(
@@ -822,6 +841,7 @@ def watch(
         bpf=bpf,
         snaplen=snaplen,
         promiscuous=promiscuous,
+        buffer_bytes=buffer_mib * 1024 * 1024,
         signatures_dir=signatures_dir,
         inventory_path=inventory_file,
         min_confidence=threshold,
@@ -834,9 +854,53 @@ def watch(
         evidence_dir=evidence_dir,
         docker_socket=docker_socket,
     )
+    if snaplen < FULL_FRAME_SNAPLEN:
+        log.warning(
+            "--snaplen %d cuts packets longer than that; a mining message in a"
+            " cut packet is not read",
+            snaplen,
+        )
+    controls = Controls()
+    with signal_handlers(controls):
+        watcher, server = _start_watch(
+            options,
+            output,
+            rotate_bytes,
+            rotate_keep,
+            syslog,
+            metrics_address,
+            metrics_port,
+        )
+        controls.attach(watcher)
+        try:
+            watcher.run()
+        finally:
+            if server is not None:
+                server.stop()
+    if watcher.output_closed:
+        # Keep the interpreter from failing again on its final flush.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(EXIT_CLEAN)
+
+
+def _start_watch(
+    options: WatchOptions,
+    output: Path | None,
+    rotate_bytes: int,
+    rotate_keep: int,
+    syslog: str | None,
+    metrics_address: str,
+    metrics_port: int | None,
+) -> tuple[Watcher, MetricsServer | None]:
+    """Check the filter, open the outputs, load signatures and inventory,
+    follow Docker and start the metrics server; exit 2 on any failure."""
+    err = _stderr()
     outputs: list[AlertOutput] = []
     server: MetricsServer | None = None
     try:
+        check_filter(options.bpf, options.snaplen)
         if output is not None:
             outputs.append(
                 JsonLinesOutput(RotatingFile(output, rotate_bytes, rotate_keep))
@@ -861,13 +925,7 @@ def watch(
         target = output if output is not None else f"port {metrics_port}"
         err.print(f"error: cannot open {target}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_ERROR) from exc
-    try:
-        with signal_handlers(watcher):
-            watcher.run()
-    finally:
-        if server is not None:
-            server.stop()
-    raise typer.Exit(EXIT_CLEAN)
+    return watcher, server
 
 
 @app.command()

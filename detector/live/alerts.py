@@ -60,10 +60,14 @@ class JsonLinesOutput:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.close_stream:
-            self.stream.close()
-        else:
-            self.stream.flush()
+        try:
+            if self.close_stream:
+                self.stream.close()
+            else:
+                self.stream.flush()
+        except BrokenPipeError:
+            # The reader already went; the alerts it missed were reported.
+            pass
 
 
 # Alerts waiting for a slow output before new ones are dropped: at 2 KiB a
@@ -193,16 +197,24 @@ class AlertDispatcher:
         self._written: OrderedDict[str, float] = OrderedDict()
         # Session id -> the latest report not yet written.
         self._pending: dict[str, Detection] = {}
+        # Session id -> the report written last, so one that repeats it (a
+        # flow's end reported with nothing new since its mid-flow report) is
+        # not written again.
+        self._last: dict[str, Detection] = {}
 
     def offer(self, detection: Detection, now: float) -> None:
         """Take one report of a mining flow, seen at ``now``."""
         session = detection.session_id or str(detection.flow)
         if session not in self._written:
             self._written[session] = now
+            self._last[session] = detection
             self._forget_oldest()
             self.emit(detection, ACTION_DETECTED)
             return
         self._written.move_to_end(session)
+        if detection == self._last.get(session):
+            self._pending.pop(session, None)
+            return
         self._pending[session] = detection
 
     def tick(self, now: float) -> None:
@@ -215,6 +227,7 @@ class AlertDispatcher:
         for session in due:
             detection = self._pending.pop(session)
             self._written[session] = now
+            self._last[session] = detection
             self.emit(detection, ACTION_UPDATED)
 
     def flush(self, now: float) -> None:
@@ -223,6 +236,7 @@ class AlertDispatcher:
         self._pending = {}
         for session, detection in pending.items():
             self._written[session] = now
+            self._last[session] = detection
             self.emit(detection, ACTION_UPDATED)
 
     @property
@@ -232,6 +246,7 @@ class AlertDispatcher:
     def _forget_oldest(self) -> None:
         while len(self._written) > self.max_sessions:
             session, _ = self._written.popitem(last=False)
+            self._last.pop(session, None)
             detection = self._pending.pop(session, None)
             if detection is not None:
                 self.emit(detection, ACTION_UPDATED)

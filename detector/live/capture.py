@@ -31,6 +31,14 @@ CONTAINER_BRIDGES = ("docker0", "br-*", "cni0", "cbr0", "podman*")
 # a bridge carry no flow, so the kernel drops them before they are copied.
 DEFAULT_FILTER = "ip or ip6 or (vlan and (ip or ip6))"
 
+# The default filter on links without VLAN tags (raw IP such as tun and
+# WireGuard devices, Linux cooked capture), where libpcap rejects "vlan".
+PLAIN_IP_FILTER = "ip or ip6"
+
+# libpcap's pseudo-interface that captures on every interface at once, in the
+# Linux cooked capture format. It is never listed among the interfaces.
+ANY_INTERFACE = "any"
+
 # Whole packets: a Stratum login or a TLS ClientHello may fill a full frame,
 # and libpcap's default snapshot length is this value.
 DEFAULT_SNAPLEN = 262_144
@@ -72,6 +80,26 @@ class CaptureStats:
     received: int
     dropped: int
     interface_dropped: int
+
+
+def check_filter(bpf: str, snaplen: int = DEFAULT_SNAPLEN) -> None:
+    """Compile ``bpf`` for Ethernet, to refuse a bad filter before capturing.
+
+    Raises:
+        CaptureError: the filter does not compile.
+    """
+    try:
+        pcapy.compile(pcapy.DLT_EN10MB, snaplen, bpf, 1, 0)
+    except pcapy.PcapError as exc:
+        raise CaptureError("--filter", f"{bpf!r} does not compile: {exc}") from exc
+
+
+def _filter_for(bpf: str, linktype: int) -> str:
+    """Return the filter to set on a link: the default filter loses its VLAN
+    part on links that cannot carry tags."""
+    if bpf == DEFAULT_FILTER and linktype != pcapy.DLT_EN10MB:
+        return PLAIN_IP_FILTER
+    return bpf
 
 
 def interface_names() -> dict[str, int]:
@@ -136,7 +164,7 @@ class LiveCapture:
             handle.close()
             raise CaptureError(interface, f"cannot open the interface: {reason}")
         try:
-            handle.setfilter(bpf)
+            handle.setfilter(_filter_for(bpf, int(handle.datalink())))
         except (pcapy.PcapError, pcapy.BPFError) as exc:
             handle.close()
             raise CaptureError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +31,11 @@ RELOAD_RESULTS = ("ok", "failed")
 # How often the server thread checks for a stop request. Shorter than the
 # default 0.5 s so that stopping, at exit, waits less.
 SHUTDOWN_POLL_SECONDS = 0.1
+
+# Removed interfaces whose series are kept, so an interface that flaps keeps
+# its totals. Beyond this many, the series of the longest-removed one are
+# dropped: hosts where networks come and go would otherwise grow them forever.
+MAX_REMOVED_INTERFACES = 64
 
 HEALTHY_BODY = b"ok\n"
 UNHEALTHY_BODY = b"capture loop stalled\n"
@@ -100,6 +106,11 @@ class WatchMetrics:
             ["action"],
             registry=registry,
         )
+        self.write_errors = Counter(
+            "detector_alert_write_errors_total",
+            "Alerts an output failed to write (a full disk, a closed pipe).",
+            registry=registry,
+        )
         self.decode_errors = Counter(
             "detector_decode_errors_total",
             "Malformed packets or protocol messages skipped, by kind.",
@@ -123,9 +134,12 @@ class WatchMetrics:
         # The last running totals of libpcap's statistics, per interface:
         # (packets dropped by the kernel, packets dropped by the interface).
         self._drop_totals: dict[str, tuple[int, int]] = {}
+        # Removed interfaces whose series remain, oldest removal first.
+        self._removed: OrderedDict[str, None] = OrderedDict()
 
     def count_packets(self, interface: str, packets: int, byte_count: int) -> None:
         """Add captured packets and their captured bytes on ``interface``."""
+        self._removed.pop(interface, None)
         self.packets.labels(interface).inc(packets)
         self.bytes.labels(interface).inc(byte_count)
 
@@ -149,9 +163,25 @@ class WatchMetrics:
         """Reset the drop totals of an interface whose capture handle closed.
 
         Its counters stay, because Prometheus computes rates from totals that
-        only grow. A handle opened again on the interface counts from 0.
+        only grow. A handle opened again on the interface counts from 0. The
+        series of at most MAX_REMOVED_INTERFACES removed interfaces are kept;
+        older ones are dropped.
         """
         self._drop_totals.pop(interface, None)
+        self._removed[interface] = None
+        self._removed.move_to_end(interface)
+        while len(self._removed) > MAX_REMOVED_INTERFACES:
+            oldest, _ = self._removed.popitem(last=False)
+            for counter in (
+                self.packets,
+                self.bytes,
+                self.kernel_drops,
+                self.interface_drops,
+            ):
+                try:
+                    counter.remove(oldest)
+                except KeyError:
+                    pass
 
     def set_interfaces(self, count: int) -> None:
         self.interfaces.set(count)
@@ -170,6 +200,10 @@ class WatchMetrics:
     def count_alert(self, action: str) -> None:
         """Count one alert written with ``event.action`` ``action``."""
         self.alerts.labels(action).inc()
+
+    def count_write_error(self) -> None:
+        """Count one alert an output failed to write."""
+        self.write_errors.inc()
 
     def count_decode_errors(self, kind: str, errors: int = 1) -> None:
         self.decode_errors.labels(kind).inc(errors)

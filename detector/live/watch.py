@@ -42,6 +42,7 @@ from detector.flows.batch import BatchFlowTable, key_bytes
 from detector.flows.table import IDLE_TIMEOUT, MAX_FLOWS
 from detector.live.alerts import AlertDispatcher, AlertOutput, alert_document
 from detector.live.capture import (
+    ANY_INTERFACE,
     CONTAINER_BRIDGES,
     DEFAULT_BUFFER_BYTES,
     DEFAULT_FILTER,
@@ -230,17 +231,23 @@ class Watcher:
         if options.docker_socket is not None:
             self.docker = DockerFollower(options.docker_socket)
         self._interfaces: dict[str, _Interface] = {}
-        # Keys of flows reported while open, whose end is not yet reported.
+        # Keys of flows reported while open, whose end is not yet reported,
+        # by interface: one flow crosses two bridges when it is routed
+        # between them, and each capture judges it on its own.
         self._open_mining: set[bytes] = set()
         # Reports waiting for the Docker events thread to name their
         # container, in order, each with its deadline (monotonic seconds).
         self._awaiting: deque[tuple[float, Detection]] = deque()
         self._stop = threading.Event()
         self._reload = False
+        # Set when standard output's reader went away; the watch then stops.
+        self.output_closed = False
         self._last_turn = time.monotonic()
         self._totals = _Totals()
         self._limited = RateLimitedLog(log)
         self._failed_opens: dict[str, str] = {}
+        # Interfaces named literally that were not found, logged once each.
+        self._missing: set[str] = set()
 
     # -- control ------------------------------------------------------------
 
@@ -360,7 +367,12 @@ class Watcher:
     def rescan(self) -> None:
         """Open the interfaces that match and are not open; close vanished ones."""
         present = interface_names()
-        wanted = select_interfaces(self.options.patterns, present)
+        patterns = self.options.patterns
+        wanted = select_interfaces(patterns, present)
+        if ANY_INTERFACE in patterns:
+            # libpcap's "any" is no interface of its own: it is always there.
+            present[ANY_INTERFACE] = 0
+            wanted.append(ANY_INTERFACE)
         for name in list(self._interfaces):
             item = self._interfaces[name]
             if name not in present or present[name] != item.ifindex:
@@ -370,12 +382,25 @@ class Watcher:
                 self._open(name, present[name])
         if self.metrics is not None:
             self.metrics.set_interfaces(len(self._interfaces))
-        if not self._interfaces:
+        self._note_missing(patterns, present)
+
+    def _note_missing(self, patterns: tuple[str, ...], present: dict[str, int]) -> None:
+        """Log, once each, the interfaces named literally that do not exist,
+        and, once a minute, that nothing matches at all."""
+        for pattern in patterns:
+            literal = not any(character in pattern for character in "*?[")
+            if literal and pattern not in present:
+                if pattern not in self._missing:
+                    self._missing.add(pattern)
+                    log.warning("interface %s not found; waiting for it", pattern)
+            else:
+                self._missing.discard(pattern)
+        if not select_interfaces(patterns, present) and ANY_INTERFACE not in patterns:
             self._limited(
                 logging.WARNING,
                 "no-interfaces",
                 "no interface matches "
-                + ", ".join(self.options.patterns)
+                + ", ".join(patterns)
                 + "; waiting for one to appear",
             )
 
@@ -441,18 +466,22 @@ class Watcher:
     def _on_packet(self, key: bytes, packet: Packet) -> None:
         assert self.evidence is not None
         self.evidence.add(
-            key, packet.timestamp, packet.linktype, packet.data, packet.wire_length
+            _interface_key(packet.source, key),
+            packet.timestamp,
+            packet.linktype,
+            packet.data,
+            packet.wire_length,
         )
 
     def _on_mining(self, detection: Detection) -> None:
         """A flow turned mining while open."""
-        self._open_mining.add(key_bytes(detection.flow))
+        self._open_mining.add(_flow_key(detection))
         self._count_detection(detection)
         self._report(detection, first=True)
 
     def _on_flow_end(self, detection: Detection) -> None:
         """A mining flow ended (closed, idle, aged, evicted or at shutdown)."""
-        key = key_bytes(detection.flow)
+        key = _flow_key(detection)
         first = key not in self._open_mining
         if first:
             self._count_detection(detection)
@@ -522,7 +551,7 @@ class Watcher:
         assert self.evidence is not None
         name = f"{detection.session_id}-{community_id(detection.flow)}"
         try:
-            path = self.evidence.write(key_bytes(detection.flow), name)
+            path = self.evidence.write(_flow_key(detection), name)
         except (OSError, DetectorError) as exc:
             self._limited(
                 logging.ERROR, "evidence", f"cannot write the evidence capture: {exc}"
@@ -545,17 +574,28 @@ class Watcher:
             )
         else:
             self._totals.updates += 1
-        if self.metrics is not None:
-            self.metrics.count_alert(action)
+        written = False
         for output in self.outputs:
             try:
                 output.emit(document)
+            except BrokenPipeError:
+                # The reader of standard output went away: a sidecar whose
+                # alerts go nowhere should stop, so its supervisor notices.
+                log.error("the alert output was closed by its reader; stopping")
+                self.output_closed = True
+                self.stop()
             except (OSError, DetectorError) as exc:
+                if self.metrics is not None:
+                    self.metrics.count_write_error()
                 self._limited(
                     logging.ERROR,
                     f"output-{id(output)}",
                     f"cannot write an alert: {exc}",
                 )
+            else:
+                written = True
+        if written and self.metrics is not None:
+            self.metrics.count_alert(action)
 
     # -- clock work ---------------------------------------------------------
 
@@ -653,18 +693,54 @@ class Watcher:
         )
 
 
+def _interface_key(interface: str, key: bytes) -> bytes:
+    """Return a flow key made unique across interfaces."""
+    return interface.encode("utf-8", "surrogateescape") + b"\0" + key
+
+
+def _flow_key(detection: Detection) -> bytes:
+    return _interface_key(detection.source, key_bytes(detection.flow))
+
+
 SignalHandler = Callable[[int, FrameType | None], None]
 
 
+class Controls:
+    """Where signals go: to the watcher once it exists, and remembered while
+    the watch starts (signatures, Docker, the metrics server), so a SIGTERM
+    then still ends it cleanly."""
+
+    def __init__(self) -> None:
+        self.watcher: Watcher | None = None
+        self.stop_requested = False
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        else:
+            self.stop_requested = True
+
+    def reload(self) -> None:
+        # Before the watcher exists there is nothing to reload: it reads the
+        # files as it starts.
+        if self.watcher is not None:
+            self.watcher.reload()
+
+    def attach(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+        if self.stop_requested:
+            watcher.stop()
+
+
 @contextmanager
-def signal_handlers(watcher: Watcher) -> Iterator[None]:
+def signal_handlers(controls: Controls) -> Iterator[None]:
     """Route SIGHUP to a reload and SIGTERM and SIGINT to a stop, while inside."""
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
-        watcher.stop()
+        controls.stop()
 
     def on_reload(signum: int, frame: FrameType | None) -> None:
-        watcher.reload()
+        controls.reload()
 
     handlers: dict[signal.Signals, SignalHandler] = {
         signal.SIGTERM: on_stop,

@@ -154,3 +154,18 @@ def test_background_output_sends_everything_before_closing() -> None:
     output.close()
     assert [document["n"] for document in slow.sent] == list(range(100))
     assert output.dropped == 0
+
+
+def test_report_equal_to_the_last_written_is_not_repeated() -> None:
+    emitted = Recorder()
+    dispatcher = AlertDispatcher(emitted, interval=0.0)
+    dispatcher.offer(detection("a"), now=1.0)
+    dispatcher.offer(detection("a"), now=2.0)
+    dispatcher.tick(3.0)
+    assert len(emitted.emitted) == 1
+    dispatcher.offer(detection("a", 40001), now=4.0)
+    dispatcher.offer(detection("a", 40001), now=4.5)
+    dispatcher.tick(5.0)
+    dispatcher.offer(detection("a", 40001), now=6.0)
+    dispatcher.flush(7.0)
+    assert emitted.emitted[1:] == [("a", ACTION_UPDATED, 40001)]

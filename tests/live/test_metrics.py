@@ -291,3 +291,26 @@ def test_stop_closes_port():
     server.stop()
     with pytest.raises(urllib.error.URLError):
         fetch(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_series_of_long_removed_interfaces_are_dropped(served):
+    from detector.live.metrics import MAX_REMOVED_INTERFACES
+
+    metrics, server, _ = served
+    names = [f"br-{number:012x}" for number in range(MAX_REMOVED_INTERFACES + 2)]
+    for name in names:
+        metrics.count_packets(name, 1, 100)
+        metrics.forget_interface(name)
+    found = samples(scrape(server))
+    for name in names[:2]:
+        assert ("detector_packets_total", (("interface", name),)) not in found
+    body = scrape(server)
+    assert value(body, "detector_packets_total", interface=names[2]) == 1
+    assert value(body, "detector_packets_total", interface=names[-1]) == 1
+
+
+def test_write_errors_are_counted(served):
+    metrics, server, _ = served
+    metrics.count_write_error()
+    metrics.count_write_error()
+    assert value(scrape(server), "detector_alert_write_errors_total") == 2

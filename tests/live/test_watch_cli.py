@@ -55,3 +55,9 @@ def test_missing_inventory_is_refused(tmp_path) -> None:
     result = watch("--inventory", str(tmp_path / "absent.yaml"))
     assert result.exit_code == EXIT_ERROR
     assert "absent.yaml" in result.output
+
+
+def test_filter_that_does_not_compile_is_refused() -> None:
+    result = watch("--filter", "tcp port", "-i", "nosuchif0")
+    assert result.exit_code == EXIT_ERROR
+    assert "'tcp port' does not compile" in result.output
