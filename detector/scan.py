@@ -373,15 +373,18 @@ class CaptureScanner:
                 table.refresh(slot)
             self._send_early_report(flow, inspector)
 
-    def _send_early_report(self, flow: Flow, inspector: FlowInspector) -> None:
-        assert self.on_mining is not None
-        detection = inspector.detection(
+    def _detection_of(self, flow: Flow, inspector: FlowInspector) -> Detection | None:
+        return inspector.detection(
             self.source,
             flow.first_seen,
             flow.last_seen,
             flow.counters(),
             pool_port_evidence=flow.key.server_port in self.signatures.pool_ports,
         )
+
+    def _send_early_report(self, flow: Flow, inspector: FlowInspector) -> None:
+        assert self.on_mining is not None
+        detection = self._detection_of(flow, inspector)
         if detection is not None:
             self.on_mining(detection)
 
@@ -543,13 +546,7 @@ class CaptureScanner:
             stats = self.result.stats
             stats.malformed_messages += inspector.malformed_messages
             stats.stream_gaps += inspector.stream_gaps
-            detection = inspector.detection(
-                self.source,
-                flow.first_seen,
-                flow.last_seen,
-                flow.counters(),
-                pool_port_evidence=flow.key.server_port in self.signatures.pool_ports,
-            )
+            detection = self._detection_of(flow, inspector)
             flow.state = None
             if detection is not None:
                 log.info(
