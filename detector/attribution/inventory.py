@@ -179,6 +179,36 @@ class Inventory:
             closed += 1
         return closed
 
+    def forget_ended(self, before: float) -> int:
+        """Drop the bindings that ended before ``before``, and the containers
+        left with none; return how many bindings were dropped.
+
+        A live watch calls this so that months of containers coming and
+        going do not pile up. The history then starts at ``before``: a
+        lookup of an earlier time says the inventory starts after it.
+        """
+        kept = [
+            binding
+            for binding in self._bindings
+            if binding.end is None or binding.end >= before
+        ]
+        dropped = len(self._bindings) - len(kept)
+        if not dropped:
+            return 0
+        self._bindings = []
+        self._by_address = {}
+        self._by_container = {}
+        for binding in kept:
+            self._add_binding(binding)
+        self._containers = {
+            container_id: container
+            for container_id, container in self._containers.items()
+            if container_id in self._by_container
+        }
+        if self.covered_from is None or self.covered_from < before:
+            self.covered_from = before
+        return dropped
+
     def mark_covered(self, until: float) -> None:
         """Record that the history is complete up to ``until``."""
         if self.covered_until is None or until > self.covered_until:

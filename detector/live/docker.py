@@ -2,9 +2,10 @@
 started after the watch.
 
 :class:`DockerFollower` takes a snapshot of the daemon's containers, then
-applies its events in a background thread. The capture loop only reads the
-inventory; the thread only adds to it, and lookups take no lock (a lookup
-reads lists that the thread appends to, which CPython keeps consistent).
+applies its events in a background thread. Lookups from the capture loop
+take no lock: a lookup reads lists that the thread appends to, which CPython
+keeps consistent. Dropping old history rebuilds those lists, so it holds the
+lock the thread applies events under.
 """
 
 from __future__ import annotations
@@ -12,16 +13,37 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
+
+from docker import DockerClient
 
 from detector.attribution import Inventory, InventoryError
 from detector.attribution.docker_engine import DockerProvider, connect
 
 log = logging.getLogger(__name__)
 
+# History kept: bindings that ended longer ago than this are dropped. Every
+# flow a watch reports began at most an absolute timeout (an hour) plus an
+# idle timeout before the report, so a day leaves a wide margin.
+HISTORY_SECONDS = 86400.0
+
 # Seconds before following again after the events stream failed (dockerd
 # restarted, say). Events missed meanwhile are replayed from where the
 # inventory's history ends, as far as the daemon still keeps them.
 RETRY_SECONDS = 5.0
+
+
+class _LockedProvider(DockerProvider):
+    """A provider that applies each event under ``lock``."""
+
+    def __init__(self, client: DockerClient, lock: threading.Lock) -> None:
+        super().__init__(client)
+        self.lock = lock
+
+    def apply_event(self, event: Mapping[str, Any]) -> bool:
+        with self.lock:
+            return super().apply_event(event)
 
 
 class DockerFollower:
@@ -38,6 +60,7 @@ class DockerFollower:
         self._thread: threading.Thread | None = None
         self._provider: DockerProvider | None = None
         self._following = threading.Event()
+        self._lock = threading.Lock()
 
     @property
     def following(self) -> bool:
@@ -51,7 +74,7 @@ class DockerFollower:
     def start(self) -> None:
         """Snapshot the daemon, then follow its events in a thread."""
         client = connect(self.socket_path)
-        provider = DockerProvider(client)
+        provider = _LockedProvider(client, self._lock)
         since = provider.snapshot()
         self._provider = provider
         log.info(
@@ -73,6 +96,15 @@ class DockerFollower:
         if self._following.is_set():
             provider.inventory.mark_covered(now)
         return provider.inventory
+
+    def forget_old(self, now: float) -> int:
+        """Drop the history that ended HISTORY_SECONDS before ``now``; return
+        the number of bindings dropped."""
+        provider = self._provider
+        if provider is None:
+            return 0
+        with self._lock:
+            return provider.inventory.forget_ended(now - HISTORY_SECONDS)
 
     def stop(self) -> None:
         self._stop.set()

@@ -102,6 +102,9 @@ STALL_SECONDS = 10.0
 # and the container inspected.
 ATTRIBUTION_WAIT_SECONDS = 1.0
 
+# Seconds between two trims of the Docker history (see live/docker.py).
+HISTORY_TRIM_SECONDS = 3600.0
+
 # Attribution reasons that the Docker events thread may still change.
 _REASONS_EVENTS_MAY_CHANGE = (REASON_NOT_IN_INVENTORY, REASON_NOT_HELD)
 
@@ -240,6 +243,7 @@ class Watcher:
         self._awaiting: deque[tuple[float, Detection]] = deque()
         self._stop = threading.Event()
         self._reload = False
+        self._next_history_trim = time.time() + HISTORY_TRIM_SECONDS
         # Set when standard output's reader went away; the watch then stops.
         self.output_closed = False
         self._last_turn = time.monotonic()
@@ -617,6 +621,11 @@ class Watcher:
                 )
             self._update_metrics(interface)
         self.dispatcher.tick(now)
+        if self.docker is not None and now >= self._next_history_trim:
+            self._next_history_trim = now + HISTORY_TRIM_SECONDS
+            dropped = self.docker.forget_old(now)
+            if dropped:
+                log.info("dropped %d ended container addresses from history", dropped)
         if self.metrics is not None:
             self.metrics.set_flows_tracked(
                 sum(len(item.scanner.table) for item in self._interfaces.values())

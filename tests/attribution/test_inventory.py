@@ -334,3 +334,17 @@ def test_document_parser_only_raises_inventory_error(value, field) -> None:
             Inventory.from_document(document, "generated")
         except DetectorError:
             pass
+
+
+def test_forget_ended_drops_old_history_only() -> None:
+    inventory = reused_address()
+    assert inventory.forget_ended(150.0) == 0
+    assert inventory.lookup("10.0.0.5", 150.0).container == FIRST
+    assert inventory.forget_ended(205.0) == 2
+    assert FIRST.id not in inventory.containers
+    assert inventory.lookup("10.0.0.5", 300.0).container == SECOND
+    assert inventory.lookup_interface("veth1a2b3c4", 300.0).container == SECOND
+    earlier = inventory.lookup("10.0.0.5", 150.0)
+    assert earlier.container is None
+    assert earlier.reason == REASON_STARTS_AFTER
+    assert inventory.covered_from == 205.0
