@@ -19,9 +19,9 @@ MONERO = "monero"
 STRATUM_V1 = "stratum-v1"
 DIALECTS = (MONERO, STRATUM_V1)
 
-# Seconds a miner retries a refused connection. A pool started at the same
-# moment in another namespace listens within milliseconds; the rest is margin
-# for a loaded host.
+# Seconds a miner or a browser retries a refused connection. A server started
+# at the same moment in another namespace listens within milliseconds; the
+# rest is margin for a loaded host.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 CONNECT_RETRY_DELAY = 0.1
 # Seconds a peer waits for a reply before it fails. Loopback and veth peers
