@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test test-tools check format lint types pcaps clean bench bench-tools \
-	bench-live
+	bench-live bench-live-tools
 
 venv: $(STAMP)
 
@@ -85,10 +85,19 @@ bench: $(STAMP) bench-tools
 	$(PY) -m detector.bench run --workdir $(BENCH_DIR) --rounds $(BENCH_ROUNDS) \
 	  --output docs/benchmarks.md
 
+bench-live-tools:
+	@if command -v tcpreplay >/dev/null && command -v tcpdump >/dev/null \
+	    && command -v ip >/dev/null; then \
+	  echo "tcpreplay, tcpdump and ip are installed"; \
+	else \
+	  DEBIAN_FRONTEND=noninteractive apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y tcpreplay tcpdump iproute2; \
+	fi
+
 # Replays the mixed capture into a veth pair in a namespace at several rates
 # and compares the packets detector watch and tcpdump capture
 # (docs/benchmarks-live.md). Generates the capture first if it is missing.
-bench-live: $(STAMP) test-tools
+bench-live: $(STAMP) bench-live-tools
 	@test -f $(BENCH_DIR)/mixed-1m.pcap || $(PY) -m detector.bench generate $(BENCH_DIR)
 	$(PY) -m detector.bench live --workdir $(BENCH_DIR) --output docs/benchmarks-live.md
 

@@ -705,14 +705,16 @@ def watch(
         str | None,
         typer.Option(
             "--docker",
-            help="Name containers from this Docker Engine socket"
-            " (/var/run/docker.sock), followed live through its events.",
+            help="Name containers from the Docker Engine at this socket, for"
+            " example /var/run/docker.sock, followed live through its events.",
         ),
     ] = None,
     min_confidence: Annotated[
         str,
         typer.Option(
-            "--min-confidence", help="Alert on detections of at least this confidence."
+            "--min-confidence",
+            help="Alert on detections of at least this confidence: high, medium"
+            " or low.",
         ),
     ] = "medium",
     output: Annotated[
@@ -750,7 +752,7 @@ def watch(
             min=0,
             max=65535,
             help="Serve Prometheus metrics at /metrics and a health check at"
-            " /healthz on this port.",
+            " /healthz on this port (0 picks a free one and logs it).",
         ),
     ] = None,
     metrics_address: Annotated[
@@ -814,7 +816,9 @@ def watch(
     ] = False,
     verbose: Annotated[
         int,
-        typer.Option("--verbose", "-v", count=True, help="Log more: -v, -vv."),
+        typer.Option(
+            "--verbose", "-v", count=True, help="Log debug messages too (-v)."
+        ),
     ] = 0,
 ) -> None:
     """Capture live on container bridges and alert on mining as it happens.

@@ -55,9 +55,14 @@ class SessionTracker:
         self.gap = gap
         self.max_sessions = max_sessions
         self._open: dict[tuple[str, str], Session] = {}
+        self._by_id: dict[str, Session] = {}
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def get(self, session_id: str) -> Session | None:
+        """Return the open session with this id, or None."""
+        return self._by_id.get(session_id)
 
     def add(
         self,
@@ -89,7 +94,7 @@ class SessionTracker:
         if session is None:
             if len(self._open) >= self.max_sessions:
                 oldest = min(self._open, key=lambda k: self._open[k].last_seen)
-                del self._open[oldest]
+                self._release(self._open.pop(oldest))
             session = Session(
                 id=_session_id(flow.client_ip, keys[0][1], detection.first_seen),
                 client_ip=flow.client_ip,
@@ -100,7 +105,11 @@ class SessionTracker:
         elif pool and session.pool == flow.server_ip:
             session.pool = pool
         for key in keys:
+            replaced = self._open.get(key)
             self._open[key] = session
+            if replaced is not None and replaced is not session:
+                self._release(replaced)
+        self._by_id[session.id] = session
         mining = detection.mining
         session.first_seen = min(session.first_seen, detection.first_seen)
         session.last_seen = max(session.last_seen, detection.last_seen)
@@ -121,6 +130,11 @@ class SessionTracker:
             session.dialects.add(mining.dialect)
         session.servers.add(f"{flow.server_ip}:{flow.server_port}")
         return session
+
+    def _release(self, session: Session) -> None:
+        """Forget a session's id once no key leads to it any more."""
+        if all(other is not session for other in self._open.values()):
+            self._by_id.pop(session.id, None)
 
     def _close_enough(self, session: Session, detection: Detection) -> bool:
         # Flows end, and so reach the tracker, in any order: measure the

@@ -19,9 +19,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import IO, Any, Protocol
 
-from detector.engine.sessions import ALERT_INTERVAL_SECONDS, MAX_SESSIONS
+from detector.engine.sessions import ALERT_INTERVAL_SECONDS, MAX_SESSIONS, Session
 from detector.model import Detection
-from detector.sinks.ecs import to_ecs
+from detector.sinks.ecs import isoformat, to_ecs
 from detector.sinks.syslog import SyslogSender
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ DEFAULT_ROTATE_KEEP = 5
 
 # Seconds between two log lines about alerts dropped by a slow output.
 DROP_LOG_INTERVAL_SECONDS = 60.0
+
+# Endpoint and dialect pairs of one session alerted on at once; beyond this
+# many (a client scanning a pool's ports), new ones are folded into updates.
+MAX_KINDS_PER_SESSION = 16
 
 ACTION_DETECTED = "mining-detected"
 ACTION_UPDATED = "mining-updated"
@@ -151,16 +155,36 @@ class SyslogOutput:
 
 
 def alert_document(
-    detection: Detection, action: str, redact_wallets: bool = False
+    detection: Detection,
+    action: str,
+    redact_wallets: bool = False,
+    session: Session | None = None,
 ) -> dict[str, Any]:
     """Return the ECS document of a live alert.
 
-    It is the document ``detector scan`` writes, with ``event.action`` and
-    the interface in ``observer.ingress.interface.name`` in place of the
-    capture file.
+    It is the document ``detector scan`` writes, with ``event.action``, the
+    interface in ``observer.ingress.interface.name`` in place of the capture
+    file and, given the ``session``, its totals over every flow so far under
+    ``mining.session``.
     """
     document = to_ecs(detection, redact_wallets)
     document["event"]["action"] = action
+    if session is not None:
+        document["mining"]["session"].update(
+            {
+                "flows": session.flows,
+                "first_seen": isoformat(session.first_seen),
+                "last_seen": isoformat(session.last_seen),
+                "jobs": session.jobs,
+                "shares": {
+                    "submitted": session.shares_submitted,
+                    "accepted": session.shares_accepted,
+                    "rejected": session.shares_rejected,
+                },
+                "dialects": sorted(session.dialects),
+                "servers": sorted(session.servers),
+            }
+        )
     log_fields = document.get("log")
     if isinstance(log_fields, dict):
         log_fields.get("file", {}).pop("path", None)
@@ -178,10 +202,13 @@ Emit = Callable[[Detection, str], None]
 class AlertDispatcher:
     """Decide which reports of mining flows become alerts, and when.
 
-    ``emit`` is called with a detection and its action. The dispatcher
-    remembers the sessions it alerted on, at most ``max_sessions`` (the
-    least recently reported forgotten first; a forgotten session that
-    comes back is alerted on again).
+    ``emit`` is called with a detection and its action. A report is alerted
+    on at once when its session is new, or when it shows the session on a
+    pool endpoint or in a dialect not alerted on before (a pool serving two
+    coins on two ports). Other reports are reconnects and flow ends, folded
+    into updates. The dispatcher remembers at most ``max_sessions`` sessions,
+    the least recently reported forgotten first; a forgotten session that
+    comes back is alerted on again.
     """
 
     def __init__(
@@ -195,6 +222,8 @@ class AlertDispatcher:
         self.max_sessions = max_sessions
         # Session id -> when its last alert or update was written.
         self._written: OrderedDict[str, float] = OrderedDict()
+        # Session id -> the (server endpoint, dialect) pairs alerted on.
+        self._alerted: dict[str, set[tuple[str, str]]] = {}
         # Session id -> the latest report not yet written.
         self._pending: dict[str, Detection] = {}
         # Session id -> the report written last, so one that repeats it (a
@@ -205,9 +234,17 @@ class AlertDispatcher:
     def offer(self, detection: Detection, now: float) -> None:
         """Take one report of a mining flow, seen at ``now``."""
         session = detection.session_id or str(detection.flow)
-        if session not in self._written:
+        flow = detection.flow
+        kind = (f"{flow.server_ip}:{flow.server_port}", detection.mining.dialect)
+        alerted = self._alerted.get(session)
+        if alerted is None or (
+            kind not in alerted and len(alerted) < MAX_KINDS_PER_SESSION
+        ):
             self._written[session] = now
+            self._written.move_to_end(session)
+            self._alerted.setdefault(session, set()).add(kind)
             self._last[session] = detection
+            self._pending.pop(session, None)
             self._forget_oldest()
             self.emit(detection, ACTION_DETECTED)
             return
@@ -247,6 +284,7 @@ class AlertDispatcher:
         while len(self._written) > self.max_sessions:
             session, _ = self._written.popitem(last=False)
             self._last.pop(session, None)
+            self._alerted.pop(session, None)
             detection = self._pending.pop(session, None)
             if detection is not None:
                 self.emit(detection, ACTION_UPDATED)

@@ -27,6 +27,13 @@ logger = logging.getLogger(__name__)
 
 ALERT_ACTIONS = ("mining-detected", "mining-updated")
 RELOAD_RESULTS = ("ok", "failed")
+DECODE_ERROR_KINDS = (
+    "malformed_packets",
+    "malformed_messages",
+    "unsupported_packets",
+    "stream_gaps",
+    "internal",
+)
 
 # How often the server thread checks for a stop request. Shorter than the
 # default 0.5 s so that stopping, at exit, waits less.
@@ -131,6 +138,8 @@ class WatchMetrics:
             self.alerts.labels(action)
         for result in RELOAD_RESULTS:
             self.reloads.labels(result)
+        for kind in DECODE_ERROR_KINDS:
+            self.decode_errors.labels(kind)
         # The last running totals of libpcap's statistics, per interface:
         # (packets dropped by the kernel, packets dropped by the interface).
         self._drop_totals: dict[str, tuple[int, int]] = {}

@@ -565,7 +565,14 @@ class Watcher:
             log.info("evidence for %s written to %s", detection.flow, path)
 
     def _emit(self, detection: Detection, action: str) -> None:
-        document = alert_document(detection, action, self.options.redact_wallets)
+        session = (
+            self.context.sessions.get(detection.session_id)
+            if detection.session_id
+            else None
+        )
+        document = alert_document(
+            detection, action, self.options.redact_wallets, session
+        )
         if action == "mining-detected":
             self._totals.alerts += 1
             log.warning(

@@ -68,3 +68,44 @@ def test_alert_rate_limited():
     assert tracker.should_alert(session, 100.0)
     assert not tracker.should_alert(session, 150.0)
     assert tracker.should_alert(session, 100.0 + 301)
+
+
+def test_sessions_found_by_id_until_replaced():
+    tracker = SessionTracker()
+    first = tracker.add(detection(0, 100))
+    assert tracker.get(first.id) is first
+    later = tracker.add(detection(100 + SESSION_GAP_SECONDS + 1, 2000))
+    assert tracker.get(later.id) is later
+    # The silent session no key leads to any more is forgotten.
+    assert tracker.get(first.id) is None
+
+
+def test_session_ids_bounded_with_sessions():
+    tracker = SessionTracker(max_sessions=4)
+    sessions = [
+        tracker.add(detection(float(n), float(n) + 1, client_port=40000 + n))
+        for n in range(3)
+    ]
+    for number in range(10):
+        other = Detection(
+            source="t.pcap",
+            flow=FlowKey("tcp", f"172.17.1.{number}", 40000, "203.0.113.5", 3333),
+            first_seen=100.0 + number,
+            last_seen=101.0 + number,
+            confidence=Confidence.HIGH,
+            evidence=(),
+            mining=MiningFields(dialect="monero"),
+            counters=FlowCounters(),
+        )
+        tracker.add(other)
+    assert len(tracker._by_id) <= 4
+    assert tracker.get(sessions[0].id) is None
+
+
+def test_replacing_report_keeps_flow_count():
+    tracker = SessionTracker()
+    early = detection(0, 10, shares=1)
+    session = tracker.add(early)
+    tracker.add(detection(0, 100, shares=5), replaces=early)
+    assert session.flows == 1
+    assert session.shares_submitted == 5

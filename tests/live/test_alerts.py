@@ -169,3 +169,43 @@ def test_report_equal_to_the_last_written_is_not_repeated() -> None:
     dispatcher.offer(detection("a", 40001), now=6.0)
     dispatcher.flush(7.0)
     assert emitted.emitted[1:] == [("a", ACTION_UPDATED, 40001)]
+
+
+def test_new_pool_endpoint_or_dialect_is_alerted_at_once() -> None:
+    emitted = Recorder()
+    dispatcher = AlertDispatcher(emitted, interval=300.0)
+    first = detection("a")
+    dispatcher.offer(first, now=1.0)
+    reconnect = detection("a", 40001)
+    other_port = replace(reconnect, flow=replace(reconnect.flow, server_port=4444))
+    dispatcher.offer(other_port, now=2.0)
+    other_dialect = replace(
+        detection("a", 40002),
+        mining=replace(first.mining, dialect="stratum-v1"),
+    )
+    dispatcher.offer(other_dialect, now=3.0)
+    # A reconnect to an endpoint already alerted on waits for the update.
+    dispatcher.offer(detection("a", 40003), now=4.0)
+    assert emitted.emitted == [
+        ("a", ACTION_DETECTED, 40000),
+        ("a", ACTION_DETECTED, 40001),
+        ("a", ACTION_DETECTED, 40002),
+    ]
+    dispatcher.flush(5.0)
+    assert emitted.emitted[-1] == ("a", ACTION_UPDATED, 40003)
+
+
+def test_alert_document_carries_session_totals() -> None:
+    from detector.engine.sessions import SessionTracker
+
+    tracker = SessionTracker()
+    first = detection("x", shares=2)
+    session = tracker.add(first)
+    tracker.add(detection("x", 40001, shares=3))
+    document = alert_document(first, ACTION_UPDATED, session=session)
+    totals = document["mining"]["session"]
+    assert totals["id"] == "x"
+    assert totals["flows"] == 2
+    assert totals["shares"]["submitted"] == 5
+    assert totals["dialects"] == ["monero"]
+    assert totals["servers"] == ["198.18.20.2:3333"]
