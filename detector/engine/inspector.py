@@ -92,8 +92,11 @@ MAX_METHOD_NAMES = 64
 # a few hundred KiB but is not needed for the verdict.
 MAX_HTTP_JSON_BYTES = 256 * 1024
 
-# When several dialects fit the evidence, the first in this order wins. The
-# order puts the dialect with the most specific messages first.
+# When several dialects fit the evidence equally, the first in this order
+# wins. Dialects with messages of their own come first. Among the Stratum v1
+# family the plain dialect comes before its variants: they share
+# mining.subscribe, and a flow that showed nothing of a variant's own (its
+# notify parameters, say) is plain Stratum v1 as far as anyone can tell.
 DIALECT_PREFERENCE = (
     "stratum-v2",
     "webminer",
@@ -102,10 +105,10 @@ DIALECT_PREFERENCE = (
     "ethproxy",
     "getblocktemplate",
     "getwork",
+    "stratum-v1",
     "kawpow",
     "ethereumstratum-1",
     "stratum-v1-zcash",
-    "stratum-v1",
     "dns",
     "socks",
     "tls",
