@@ -1,3 +1,3 @@
-from detector.cli import main
+from detector.launcher import main
 
 main()

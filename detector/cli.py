@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from detector.attribution import (
 from detector.engine.sessions import ALERT_INTERVAL_SECONDS
 from detector.errors import DetectorError
 from detector.flows.table import IDLE_TIMEOUT, MAX_FLOWS
+from detector.launcher import early_signals
 from detector.live.alerts import (
     DEFAULT_ROTATE_BYTES,
     DEFAULT_ROTATE_KEEP,
@@ -866,6 +868,12 @@ def watch(
         )
     controls = Controls()
     with signal_handlers(controls):
+        # Signals that came while the program was still being imported.
+        for number in early_signals:
+            if number == signal.SIGHUP:
+                controls.reload()
+            else:
+                controls.stop()
         watcher, server = _start_watch(
             options,
             output,

@@ -9,9 +9,10 @@ sees one mining session with its first and last time and its totals.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from detector.model import Confidence, Detection
+from detector.model import Confidence, Detection, FlowKey
 
 # Detections of the same client and pool closer than this belong to one
 # session. xmrig retries a failed pool every 5 s by default and gives up on a
@@ -24,6 +25,11 @@ ALERT_INTERVAL_SECONDS = 300.0
 
 # Sessions kept open at once; the least recently active is closed first.
 MAX_SESSIONS = 65536
+
+# Flows of a session remembered with the capture they were counted from. A
+# flow routed between two bridges is seen on both within milliseconds, so
+# only the most recent flows need remembering.
+MAX_SOURCES_PER_SESSION = 256
 
 
 @dataclass(slots=True)
@@ -44,6 +50,9 @@ class Session:
     dialects: set[str] = field(default_factory=set)
     servers: set[str] = field(default_factory=set)
     last_alert: float | None = None
+    # The recent flows of the session and the capture (interface or file)
+    # each was counted from, so a flow seen in two captures counts once.
+    sources: OrderedDict[FlowKey, str] = field(default_factory=OrderedDict)
 
 
 class SessionTracker:
@@ -110,6 +119,15 @@ class SessionTracker:
             if replaced is not None and replaced is not session:
                 self._release(replaced)
         self._by_id[session.id] = session
+        owner = session.sources.get(flow)
+        if owner is not None and owner != detection.source:
+            # The same flow seen in another capture (a flow routed between
+            # two bridges): counted already, from the capture that saw it first.
+            return session
+        session.sources[flow] = detection.source
+        session.sources.move_to_end(flow)
+        if len(session.sources) > MAX_SOURCES_PER_SESSION:
+            session.sources.popitem(last=False)
         mining = detection.mining
         session.first_seen = min(session.first_seen, detection.first_seen)
         session.last_seen = max(session.last_seen, detection.last_seen)

@@ -10,9 +10,13 @@ when it ends; a miner that reconnects makes a new flow of the same session.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import queue
+import select
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -62,6 +66,21 @@ class JsonLinesOutput:
         line = json.dumps(document, separators=(",", ":"), default=str)
         self.stream.write(line + "\n")
         self.stream.flush()
+
+    def reader_gone(self) -> bool:
+        """Return whether the stream is a pipe or socket whose reader closed it."""
+        try:
+            descriptor = self.stream.fileno()
+            mode = os.fstat(descriptor).st_mode
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return False
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            return False
+        poller = select.poll()
+        poller.register(descriptor, select.POLLOUT)
+        return any(
+            events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)
+        )
 
     def close(self) -> None:
         try:

@@ -386,12 +386,12 @@ class Watcher:
                 self._open(name, present[name])
         if self.metrics is not None:
             self.metrics.set_interfaces(len(self._interfaces))
-        self._note_missing(patterns, present)
+        self._note_missing(self.options.interfaces, present)
 
-    def _note_missing(self, patterns: tuple[str, ...], present: dict[str, int]) -> None:
-        """Log, once each, the interfaces named literally that do not exist,
-        and, once a minute, that nothing matches at all."""
-        for pattern in patterns:
+    def _note_missing(self, named: tuple[str, ...], present: dict[str, int]) -> None:
+        """Log, once each, the interfaces named literally with --interface that
+        do not exist, and, once a minute, that nothing matches at all."""
+        for pattern in named:
             literal = not any(character in pattern for character in "*?[")
             if literal and pattern not in present:
                 if pattern not in self._missing:
@@ -399,6 +399,7 @@ class Watcher:
                     log.warning("interface %s not found; waiting for it", pattern)
             else:
                 self._missing.discard(pattern)
+        patterns = self.options.patterns
         if not select_interfaces(patterns, present) and ANY_INTERFACE not in patterns:
             self._limited(
                 logging.WARNING,
@@ -553,7 +554,11 @@ class Watcher:
 
     def _write_evidence(self, detection: Detection) -> None:
         assert self.evidence is not None
-        name = f"{detection.session_id}-{community_id(detection.flow)}"
+        # The interface is in the name: a flow routed between two bridges is
+        # captured, and its evidence kept, on each.
+        name = (
+            f"{detection.session_id}-{detection.source}-{community_id(detection.flow)}"
+        )
         try:
             path = self.evidence.write(_flow_key(detection), name)
         except (OSError, DetectorError) as exc:
@@ -610,7 +615,19 @@ class Watcher:
 
     # -- clock work ---------------------------------------------------------
 
+    def _check_outputs(self) -> None:
+        """Stop when the reader of standard output went away, even with no
+        alert to write: a supervisor then sees the watch end."""
+        for output in self.outputs:
+            reader_gone = getattr(output, "reader_gone", None)
+            if reader_gone is not None and reader_gone():
+                log.error("the alert output was closed by its reader; stopping")
+                self.output_closed = True
+                self.stop()
+                return
+
     def _housekeeping(self, now: float, ended: bool) -> None:
+        self._check_outputs()
         for interface in list(self._interfaces.values()):
             scanner = interface.scanner
             try:

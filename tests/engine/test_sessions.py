@@ -109,3 +109,20 @@ def test_replacing_report_keeps_flow_count():
     tracker.add(detection(0, 100, shares=5), replaces=early)
     assert session.flows == 1
     assert session.shares_submitted == 5
+
+
+def test_flow_seen_in_two_captures_counts_once():
+    from dataclasses import replace
+
+    tracker = SessionTracker()
+    seen_here = replace(detection(0, 100, shares=2), source="br-aaaaaaaaaaaa")
+    seen_there = replace(seen_here, source="br-bbbbbbbbbbbb")
+    session = tracker.add(seen_here)
+    assert tracker.add(seen_there) is session
+    assert session.flows == 1
+    assert session.shares_submitted == 2
+    # A new flow from the other capture still counts.
+    tracker.add(
+        replace(detection(110, 200, client_port=40001), source="br-bbbbbbbbbbbb")
+    )
+    assert session.flows == 2

@@ -209,3 +209,18 @@ def test_alert_document_carries_session_totals() -> None:
     assert totals["shares"]["submitted"] == 5
     assert totals["dialects"] == ["monero"]
     assert totals["servers"] == ["198.18.20.2:3333"]
+
+
+def test_reader_gone_only_for_a_closed_pipe(tmp_path) -> None:
+    import os
+
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    output = JsonLinesOutput(stream)
+    assert not output.reader_gone()
+    os.close(read_end)
+    assert output.reader_gone()
+    with open(tmp_path / "alerts.jsonl", "w") as regular:
+        assert not JsonLinesOutput(regular, close_stream=False).reader_gone()
+    assert not JsonLinesOutput(io.StringIO()).reader_gone()
+    output.close()

@@ -74,3 +74,81 @@ def test_closed_output_stops_the_watch_with_an_error(lab: Lab) -> None:
     errors = process.stderr.read()
     assert status == 2, errors
     assert "closed by its reader" in errors
+
+
+def test_closed_output_stops_an_idle_watch(lab: Lab) -> None:
+    bridge = lab.add_bridge()
+    process = start_watch_process(
+        lab.host, [PYTHON, "-m", "detector", "watch", "-i", bridge.name]
+    )
+    lab._processes.append(process)
+    assert process.stdout is not None and process.stderr is not None
+    # No traffic at all: the watch has nothing to write, yet must notice.
+    process.stdout.close()
+    try:
+        status = process.wait(EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            "an idle watch kept running after its output closed"
+        ) from None
+    errors = process.stderr.read()
+    assert status == 2, errors
+    assert "closed by its reader" in errors
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for ``signum`` (/proc SigCgt)."""
+    from pathlib import Path
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def _start_and_signal_early(lab: Lab, signum: int):
+    """Start a watch and send ``signum`` as soon as it holds signals, while it
+    is still importing; return the process and whether it had started."""
+    import signal as signals
+    import time
+
+    bridge = lab.add_bridge()
+    process = start_watch_process(
+        lab.host, [PYTHON, "-m", "detector", "watch", "-i", bridge.name]
+    )
+    lab._processes.append(process)
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while not _catches(process.pid, signals.SIGTERM):
+        assert time.monotonic() < deadline, "watch never installed its handlers"
+        time.sleep(0.005)
+    process.send_signal(signum)
+    return process, bridge
+
+
+def test_sigterm_while_starting_ends_cleanly(lab: Lab) -> None:
+    import signal as signals
+
+    process, _ = _start_and_signal_early(lab, signals.SIGTERM)
+    status = process.wait(EXIT_TIMEOUT)
+    assert process.stderr is not None
+    errors = process.stderr.read()
+    assert status == 0, errors
+    assert "watch stopped" in errors
+
+
+def test_sighup_while_starting_keeps_running(lab: Lab) -> None:
+    import signal as signals
+
+    process, bridge = _start_and_signal_early(lab, signals.SIGHUP)
+    assert process.stderr is not None
+    line = ""
+    while f"watching {bridge.name}" not in line:
+        line = process.stderr.readline()
+        assert line, "watch ended after an early SIGHUP"
+    assert process.poll() is None
+    process.send_signal(signals.SIGTERM)
+    assert process.wait(EXIT_TIMEOUT) == 0
