@@ -1,11 +1,12 @@
-"""Alerts of a live watch: the first one of a session at once, updates later.
+"""Alerts of a live watch: new findings at once, later reports folded.
 
 A watch reports a flow as soon as its evidence makes it mining, and again
-when it ends; a miner that reconnects makes a new flow of the same session.
-:class:`AlertDispatcher` writes the first report of each session at once
-(``mining-detected``) and folds the later ones into one update per session
-(``mining-updated``), written at most every ``interval`` seconds and on
-:meth:`AlertDispatcher.flush`, so a busy session does not flood the sinks.
+when it ends. A miner that reconnects makes a new flow of the same session.
+:class:`AlertDispatcher` writes ``mining-detected`` at once for the first
+report of a session and for each pool endpoint or dialect new to it. It folds
+the other reports into one ``mining-updated`` per session, written at most
+every ``interval`` seconds and on :meth:`AlertDispatcher.flush`, so a busy
+session does not flood the sinks.
 """
 
 from __future__ import annotations

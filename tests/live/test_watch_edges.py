@@ -111,8 +111,8 @@ def _catches(pid: int, signum: int) -> bool:
 
 
 def _start_and_signal_early(lab: Lab, signum: int):
-    """Start a watch and send ``signum`` as soon as it holds signals, while it
-    is still importing; return the process and whether it had started."""
+    """Start a watch and send ``signum`` as soon as it catches signals, while
+    it is still importing; return the process and the bridge it watches."""
     import signal as signals
     import time
 
