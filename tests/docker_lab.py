@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,36 @@ APPLETS = ("sh", "nc", "sleep", "printf", "echo", "mkfifo")
 DOCKERD_START_TIMEOUT = 30.0
 # Seconds dockerd gets to stop its containers and containerd after SIGTERM.
 DOCKERD_STOP_TIMEOUT = 20.0
+
+
+# Seconds a test waits for a container to reach a state or for the pool to
+# read a miner's lines. busybox responds in milliseconds, so this is margin
+# for a loaded host.
+CONTAINER_TIMEOUT = 30.0
+
+
+def busybox_pool_command(port: int) -> list[str]:
+    """Return the command of a "pool" container: busybox nc listening on
+    ``port`` again after each connection.
+
+    busybox nc can close a connection before reading it once its stdin ends,
+    and a container's stdin is /dev/null. The pool's nc therefore reads from a
+    FIFO that the shell keeps open for writing, so its stdin never ends.
+    """
+    return [
+        "sh",
+        "-c",
+        f"mkfifo /idle && exec 3<>/idle && while true; do nc -l -p {port} <&3; done",
+    ]
+
+
+def wait_for(condition: Callable[[], object], description: str) -> None:
+    """Poll ``condition`` until it is true; fail after CONTAINER_TIMEOUT."""
+    deadline = time.monotonic() + CONTAINER_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {description}")
+        time.sleep(0.1)
 
 
 @dataclass

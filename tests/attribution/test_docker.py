@@ -31,6 +31,7 @@ from detector.scan import scan_file
 from detector.trafficgen.messages import monero
 from detector.trafficgen.wallets import monero as monero_wallet
 from tests.attribution.netns import Capture, run
+from tests.docker_lab import busybox_pool_command, wait_for
 
 SUBNET = "198.18.10.0/24"
 POOL_IP = "198.18.10.2"
@@ -45,14 +46,7 @@ TRAFFIC_TIMEOUT = 30.0
 # Seconds of quiet after the last packet before the capture stops.
 CAPTURE_SETTLE = 0.5
 
-# busybox nc can close a connection before reading it once its stdin ends,
-# and a container's stdin is /dev/null. The pool's nc therefore reads from a
-# FIFO that the shell keeps open for writing, so its stdin never ends.
-POOL_COMMAND = [
-    "sh",
-    "-c",
-    f"mkfifo /idle && exec 3<>/idle && while true; do nc -l -p {POOL_PORT} <&3; done",
-]
+POOL_COMMAND = busybox_pool_command(POOL_PORT)
 # nc exits non-zero when the connection is refused, so the miner retries
 # until the pool listens. Once nc has closed the connection the miner logs
 # "sent" and idles until the test stops it, so that killing it cannot cut
@@ -113,14 +107,6 @@ def create_container(
     )
     api.start(created["Id"])
     return str(created["Id"])
-
-
-def wait_for(condition, description: str) -> None:
-    deadline = time.monotonic() + TRAFFIC_TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {description}")
-        time.sleep(0.1)
 
 
 def listening(pid: int, port: int) -> bool:

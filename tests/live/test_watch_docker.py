@@ -10,7 +10,6 @@ A miner container started after watch must be alerted on by name.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from tests.attribution.netns import run, stop_process
 from tests.attribution.test_docker import create_container, listening, stratum_lines
+from tests.docker_lab import busybox_pool_command, wait_for
 from tests.live.lab import (
     EVENT_TIMEOUT,
     Watch,
@@ -32,14 +32,7 @@ MINER_IP = "198.18.30.10"
 POOL_PORT = 3333
 NETWORK = "detector-live"
 
-# busybox nc can close a connection before reading it once its stdin ends,
-# and a container's stdin is /dev/null, so the pool's nc reads from a FIFO
-# that the shell keeps open for writing.
-POOL_COMMAND = [
-    "sh",
-    "-c",
-    f"mkfifo /idle && exec 3<>/idle && while true; do nc -l -p {POOL_PORT} <&3; done",
-]
+POOL_COMMAND = busybox_pool_command(POOL_PORT)
 # The miner retries until the pool listens, then idles until removed.
 MINER_COMMAND = [
     "sh",
@@ -60,14 +53,6 @@ class DockerWatch:
     exit_status: int
     alerts: list[dict[str, Any]]
     logs: list[str]
-
-
-def wait_for(condition: Any, description: str) -> None:
-    deadline = time.monotonic() + EVENT_TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {description}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
