@@ -3,7 +3,7 @@
 Importing the command line takes most of a second (pandas, numpy, the
 engine). A service manager may send ``detector watch`` SIGTERM or SIGHUP in
 that time, whose default action would end the process. For ``watch`` the
-launcher first holds those signals in :data:`early_signals`; the watch acts
+launcher first keeps those signals in :data:`early_signals`; the watch acts
 on them once it runs. Other commands keep the default handlers.
 """
 

@@ -66,9 +66,9 @@ EXPIRE_EVERY_PACKETS = 65536
 # A progress callback is called every this many packets.
 PROGRESS_EVERY_PACKETS = 20000
 
-# Seconds a live report waits, after a flow turns mining, for its dialect to
-# be told apart: a lone Stratum subscribe fits several dialects, and the
-# pool's answer, which settles it, follows within milliseconds. A proxied
+# Seconds a live report waits, after a flow turns mining, until its dialect is
+# distinguished. A lone Stratum subscribe fits several dialects, and the
+# pool's reply, which settles it, follows within milliseconds. A proxied
 # flow's Stratum follows its CONNECT or SOCKS reply as quickly.
 DIALECT_WAIT_SECONDS = 0.5
 
@@ -341,11 +341,11 @@ class CaptureScanner:
         """Call ``on_mining`` when the flow's evidence makes it mining; the
         caller checks that it was not reported yet.
 
-        While the dialect is a tie, or the evidence is of medium confidence
-        on a flow still being read (a proxy's target names a pool, and the
-        Stratum it carries follows), the report waits up to
-        DIALECT_WAIT_SECONDS of capture time for more messages;
-        :meth:`report_waiting` sends the reports whose wait is over.
+        The report waits up to DIALECT_WAIT_SECONDS of capture time for more
+        messages while the dialect is a tie, or while the evidence is of
+        medium confidence on a flow still being read (a proxy's target names
+        a pool, and the Stratum it carries follows). :meth:`report_waiting`
+        sends the reports whose wait is over.
         """
         if not (flow.pinned or inspector.is_mining()):
             return

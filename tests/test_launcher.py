@@ -8,7 +8,7 @@ import sys
 from tests.conftest import REPOSITORY
 
 # A watch on an interface that does not exist, sent a signal after the
-# launcher holds signals and before the command line is imported.
+# launcher starts keeping signals and before the command line is imported.
 EARLY_SIGNAL = """
 import os, signal, sys
 sys.argv = ["detector", "watch", "-i", "nosuchif0", "--rescan-interval", "0.2"]
@@ -34,19 +34,19 @@ def run_with_early(
     )
 
 
-def test_sigterm_before_import_stops_the_watch_cleanly() -> None:
+def test_early_sigterm_stops_watch() -> None:
     done = run_with_early("SIGTERM")
     assert done.returncode == 0, done.stderr
     assert "watch stopped" in done.stderr
 
 
-def test_sigint_before_import_stops_the_watch_cleanly() -> None:
+def test_early_sigint_stops_watch() -> None:
     done = run_with_early("SIGINT")
     assert done.returncode == 0, done.stderr
     assert "watch stopped" in done.stderr
 
 
-def test_sighup_before_import_leaves_the_watch_running() -> None:
+def test_early_sighup_keeps_watch() -> None:
     try:
         done = run_with_early("SIGHUP", timeout=3.0)
     except subprocess.TimeoutExpired:

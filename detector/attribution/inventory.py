@@ -185,20 +185,20 @@ class Inventory:
 
         A live watch calls this so that months of containers coming and
         going do not pile up. The history then starts at ``before``: a
-        lookup of an earlier time says the inventory starts after it.
+        lookup of an earlier time reports that the inventory starts after it.
         """
-        kept = [
+        remaining = [
             binding
             for binding in self._bindings
             if binding.end is None or binding.end >= before
         ]
-        dropped = len(self._bindings) - len(kept)
+        dropped = len(self._bindings) - len(remaining)
         if not dropped:
             return 0
         self._bindings = []
         self._by_address = {}
         self._by_container = {}
-        for binding in kept:
+        for binding in remaining:
             self._add_binding(binding)
         self._containers = {
             container_id: container

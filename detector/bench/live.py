@@ -1,6 +1,6 @@
 """Live capture loss: ``detector watch`` and tcpdump on a replayed capture.
 
-A network namespace made for the run holds a veth pair. tcpreplay sends the
+A network namespace made for the run contains a veth pair. tcpreplay sends the
 first packets of the benchmark capture into one end at each rate in turn;
 the capturing tool listens on the other end. For each rate and tool the run
 records packets sent, packets the tool saw and the drops the kernel counted,

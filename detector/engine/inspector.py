@@ -1087,7 +1087,7 @@ class FlowInspector:
     def dialect_settled(self) -> bool:
         """Return whether one dialect has more votes than any other, or the
         miner's agent names one of those tied. A lone Stratum subscribe fits
-        several dialects until the pool answers."""
+        several dialects until the pool responds."""
         votes = sorted(self._dialect_votes.values(), reverse=True)
         if len(votes) < 2 or votes[0] > votes[1]:
             return True

@@ -680,14 +680,15 @@ class BatchFlowTable:
     def expire_ended(
         self, now: float, lifetime: float, closed_linger: float
     ) -> list[Flow]:
-        """Remove the flows that began more than ``lifetime`` seconds before
-        ``now``, and the closed flows (RST, or FIN both ways) quiet for
-        ``closed_linger`` seconds; return the Flows among them, in table order.
+        """Remove old flows and closed ones, and return their Flows in table order.
 
-        A live watch ends flows this way: a closed flow is reported soon
-        after it closes rather than at its idle timeout, and a mining session
-        open for days is reported with fresh counters (its next packets start
-        a new flow). The walk covers the whole table, so call it rarely.
+        Old flows began more than ``lifetime`` seconds before ``now``. Closed
+        flows (RST, or FIN both ways) have been quiet for ``closed_linger``
+        seconds. A live watch ends flows this way, so a closed flow is
+        reported soon after it closes rather than at its idle timeout. A
+        mining session open for days is reported with fresh counters, and its
+        next packets start a new flow. The walk covers the whole table, so
+        call it rarely.
         """
         if not self._index:
             return []

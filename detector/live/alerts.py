@@ -31,16 +31,17 @@ from detector.sinks.syslog import SyslogSender
 
 log = logging.getLogger(__name__)
 
-# An alert document is about 2 KiB, so a 100 MiB file holds some 50,000
-# alerts; five rotated files keep a host's history for weeks at most a few
-# hundred megabytes, like logrotate's usual weekly rotate 4 plus one.
+# An alert document of the bundled samples is 2 to 4 KiB, so a 100 MiB file
+# stores 25,000 to 50,000 alerts. Five rotated files keep weeks of a host's alerts
+# in a few hundred megabytes, as Debian's default logrotate keeps four weekly
+# files plus the current one.
 DEFAULT_ROTATE_BYTES = 100 * 1024 * 1024
 DEFAULT_ROTATE_KEEP = 5
 
 # Seconds between two log lines about alerts dropped by a slow output.
 DROP_LOG_INTERVAL_SECONDS = 60.0
 
-# Endpoint and dialect pairs of one session alerted on at once; beyond this
+# Endpoint and dialect pairs of one session alerted on at once. Beyond this
 # many (a client scanning a pool's ports), new ones are folded into updates.
 MAX_KINDS_PER_SESSION = 16
 
@@ -94,8 +95,8 @@ class JsonLinesOutput:
             pass
 
 
-# Alerts waiting for a slow output before new ones are dropped: at 2 KiB a
-# document, 10,000 hold about 20 MiB, hours of alerts on a busy host.
+# Alerts waiting for a slow output before new ones are dropped: at 2 to 4 KiB
+# a document, 10,000 take 20 to 40 MiB, hours of alerts on a busy host.
 MAX_PENDING_ALERTS = 10_000
 
 # Seconds the watch waits, when it stops, for a background output to send
@@ -105,7 +106,7 @@ CLOSE_TIMEOUT_SECONDS = 10.0
 
 class BackgroundOutput:
     """Hand alerts to ``output`` from a thread, so a slow receiver (a syslog
-    server that does not answer) never holds up the capture loop.
+    server that does not respond) never holds up the capture loop.
 
     At most ``max_pending`` alerts wait; further ones are dropped, counted in
     ``dropped`` and logged at most once a minute.
@@ -132,7 +133,8 @@ class BackgroundOutput:
             if now - self._last_drop_log >= DROP_LOG_INTERVAL_SECONDS:
                 self._last_drop_log = now
                 log.error(
-                    "alert output is %d alerts behind: %d alerts dropped so far",
+                    "alert output is %d alerts behind: %d alerts dropped so far;"
+                    " check that the syslog receiver is up and reachable",
                     self._queue.maxsize,
                     self.dropped,
                 )

@@ -1,10 +1,10 @@
 """Live capture with libpcap, read in batches, and the discovery of bridges.
 
 :class:`LiveCapture` opens one interface through pcapy-ng, which carries its
-own libpcap, with a kernel BPF filter and promiscuous mode, and hands its
-packets over as :class:`~detector.capture.batch.PacketBatch` values: one
-call into the binding returns every packet libpcap has ready, so a busy
-interface costs one Python call per batch rather than per packet.
+own libpcap, with a kernel BPF filter and promiscuous mode. It hands the
+packets over as :class:`~detector.capture.batch.PacketBatch` values. One call
+into the binding returns every packet libpcap has ready, so a busy interface
+costs one Python call per batch rather than per packet.
 :func:`container_bridges` finds the bridges container engines create.
 """
 
@@ -58,9 +58,10 @@ DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
 MAX_BATCH_PACKETS = 8192
 
 # pcap_activate()'s error codes (pcap/pcap.h) and what they mean here.
+_NO_SUCH_DEVICE = -5
 _ACTIVATE_ERRORS = {
     -1: "libpcap could not open it",
-    -5: "no such interface",
+    _NO_SUCH_DEVICE: "no such interface",
     -7: "it does not support promiscuous mode",
     -8: "permission denied",
     -9: "the interface is down",
@@ -91,7 +92,10 @@ def check_filter(bpf: str, snaplen: int = DEFAULT_SNAPLEN) -> None:
     try:
         pcapy.compile(pcapy.DLT_EN10MB, snaplen, bpf, 1, 0)
     except pcapy.PcapError as exc:
-        raise CaptureError("--filter", f"{bpf!r} does not compile: {exc}") from exc
+        raise CaptureError(
+            "--filter",
+            f"{bpf!r} does not compile: {exc}; see pcap-filter(7) for the syntax",
+        ) from exc
 
 
 def _filter_for(bpf: str, linktype: int) -> str:
@@ -159,6 +163,8 @@ class LiveCapture:
             ) from exc
         if status is not None and status < 0:
             reason = _ACTIVATE_ERRORS.get(status, f"libpcap error {status}")
+            if status == _NO_SUCH_DEVICE:
+                reason += "; check the name with 'ip link'"
             if status in (-1, -8, -11):
                 reason += f"; {_PERMISSION_HINT}"
             handle.close()
@@ -168,7 +174,9 @@ class LiveCapture:
         except (pcapy.PcapError, pcapy.BPFError) as exc:
             handle.close()
             raise CaptureError(
-                interface, f"the filter {bpf!r} does not compile: {exc}"
+                interface,
+                f"the filter {bpf!r} does not compile for this link: {exc};"
+                " see pcap-filter(7) for the syntax",
             ) from exc
         handle.setnonblock(1)
         self.linktype = int(handle.datalink())

@@ -62,74 +62,87 @@ class WatchMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+
         self.packets = Counter(
             "detector_packets_total",
             "Packets captured, by interface.",
             ["interface"],
             registry=registry,
         )
+
         self.bytes = Counter(
             "detector_bytes_total",
             "Bytes captured (captured length, not wire length), by interface.",
             ["interface"],
             registry=registry,
         )
+
         self.kernel_drops = Counter(
             "detector_kernel_drops_total",
             "Packets the kernel dropped because the capture buffer was full.",
             ["interface"],
             registry=registry,
         )
+
         self.interface_drops = Counter(
             "detector_interface_drops_total",
             "Packets the network interface or its driver dropped.",
             ["interface"],
             registry=registry,
         )
+
         self.interfaces = Gauge(
             "detector_interfaces",
             "Interfaces being captured on.",
             registry=registry,
         )
+
         self.flows_tracked = Gauge(
             "detector_flows_tracked",
             "Flows in the flow table.",
             registry=registry,
         )
+
         self.flows_inspected = Counter(
             "detector_flows_inspected_total",
             "Flows whose payload went through the protocol decoders.",
             registry=registry,
         )
+
         self.detections = Counter(
             "detector_detections_total",
             "Detections, by confidence.",
             ["confidence"],
             registry=registry,
         )
+
         self.alerts = Counter(
             "detector_alerts_total",
             "Alerts written, by event.action.",
             ["action"],
             registry=registry,
         )
+
         self.write_errors = Counter(
             "detector_alert_write_errors_total",
             "Alerts an output failed to write (a full disk, a closed pipe).",
             registry=registry,
         )
+
         self.decode_errors = Counter(
             "detector_decode_errors_total",
             "Malformed packets or protocol messages skipped, by kind.",
             ["kind"],
             registry=registry,
         )
+
         self.reloads = Counter(
             "detector_reloads_total",
             "Reloads of signatures and inventory, by result.",
             ["result"],
             registry=registry,
         )
+
         # Label values known in advance start at 0, so a rate over them is
         # defined before the first event.
         for confidence in Confidence:
@@ -140,9 +153,11 @@ class WatchMetrics:
             self.reloads.labels(result)
         for kind in DECODE_ERROR_KINDS:
             self.decode_errors.labels(kind)
+
         # The last running totals of libpcap's statistics, per interface:
         # (packets dropped by the kernel, packets dropped by the interface).
         self._drop_totals: dict[str, tuple[int, int]] = {}
+
         # Removed interfaces whose series remain, oldest removal first.
         self._removed: OrderedDict[str, None] = OrderedDict()
 

@@ -96,8 +96,8 @@ MAX_BATCHES_PER_TURN = 8
 # The capture loop counts as stalled when it has not turned for this long.
 STALL_SECONDS = 10.0
 
-# Seconds an alert whose client no container holds yet waits for the Docker
-# events thread, when one runs. A miner can connect within a few hundred
+# Seconds an alert waits for the Docker events thread, when one runs, while
+# no known container has the client's address. A miner can connect within a few hundred
 # milliseconds of its container starting, before the start event is read
 # and the container inspected.
 ATTRIBUTION_WAIT_SECONDS = 1.0
@@ -273,7 +273,7 @@ class Watcher:
         self._reload = True
 
     def healthy(self) -> bool:
-        """Whether the capture loop turned recently."""
+        """Return whether the capture loop turned recently."""
         return time.monotonic() - self._last_turn < STALL_SECONDS
 
     @property
@@ -372,16 +372,16 @@ class Watcher:
         """Open the interfaces that match and are not open; close vanished ones."""
         present = interface_names()
         patterns = self.options.patterns
-        wanted = select_interfaces(patterns, present)
+        matching = select_interfaces(patterns, present)
         if ANY_INTERFACE in patterns:
             # libpcap's "any" is no interface of its own: it is always there.
             present[ANY_INTERFACE] = 0
-            wanted.append(ANY_INTERFACE)
+            matching.append(ANY_INTERFACE)
         for name in list(self._interfaces):
             item = self._interfaces[name]
             if name not in present or present[name] != item.ifindex:
                 self._close(name, "it is gone")
-        for name in wanted:
+        for name in matching:
             if name not in self._interfaces:
                 self._open(name, present[name])
         if self.metrics is not None:
@@ -448,7 +448,7 @@ class Watcher:
             capture.linktype,
         )
 
-    def _close(self, name: str, why: str) -> None:
+    def _close(self, name: str, reason: str) -> None:
         interface = self._interfaces.pop(name, None)
         if interface is None:
             return
@@ -464,7 +464,7 @@ class Watcher:
         if self.metrics is not None:
             self.metrics.forget_interface(name)
             self.metrics.set_interfaces(len(self._interfaces))
-        log.info("interface %s removed: %s", name, why)
+        log.info("interface %s removed: %s", name, reason)
 
     # -- detections ---------------------------------------------------------
 
@@ -479,13 +479,14 @@ class Watcher:
         )
 
     def _on_mining(self, detection: Detection) -> None:
-        """A flow turned mining while open."""
+        """Report a flow whose evidence made it mining while it is open."""
         self._open_mining.add(_flow_key(detection))
         self._count_detection(detection)
         self._report(detection, first=True)
 
     def _on_flow_end(self, detection: Detection) -> None:
-        """A mining flow ended (closed, idle, aged, evicted or at shutdown)."""
+        """Report a mining flow that ended: closed, idle, aged, evicted or at
+        shutdown."""
         key = _flow_key(detection)
         first = key not in self._open_mining
         if first:
@@ -617,7 +618,7 @@ class Watcher:
 
     def _check_outputs(self) -> None:
         """Stop when the reader of standard output went away, even with no
-        alert to write: a supervisor then sees the watch end."""
+        alert to write, so that a supervisor notices the watch end."""
         for output in self.outputs:
             reader_gone = getattr(output, "reader_gone", None)
             if reader_gone is not None and reader_gone():
@@ -739,9 +740,12 @@ SignalHandler = Callable[[int, FrameType | None], None]
 
 
 class Controls:
-    """Where signals go: to the watcher once it exists, and remembered while
-    the watch starts (signatures, Docker, the metrics server), so a SIGTERM
-    then still ends it cleanly."""
+    """The target of the watch's signals: the watcher once it exists.
+
+    Until then a stop request is remembered (the watch is loading signatures,
+    listing Docker's containers or starting the metrics server), so a SIGTERM
+    during start-up still ends the watch cleanly.
+    """
 
     def __init__(self) -> None:
         self.watcher: Watcher | None = None

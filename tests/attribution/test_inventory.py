@@ -336,7 +336,7 @@ def test_document_parser_only_raises_inventory_error(value, field) -> None:
             pass
 
 
-def test_forget_ended_drops_old_history_only() -> None:
+def test_forget_ended_drops_old_history() -> None:
     inventory = reused_address()
     assert inventory.forget_ended(150.0) == 0
     assert inventory.lookup("10.0.0.5", 150.0).container == FIRST

@@ -70,7 +70,7 @@ def test_alert_rate_limited():
     assert tracker.should_alert(session, 100.0 + 301)
 
 
-def test_sessions_found_by_id_until_replaced():
+def test_session_found_by_id():
     tracker = SessionTracker()
     first = tracker.add(detection(0, 100))
     assert tracker.get(first.id) is first
@@ -80,7 +80,7 @@ def test_sessions_found_by_id_until_replaced():
     assert tracker.get(first.id) is None
 
 
-def test_session_ids_bounded_with_sessions():
+def test_session_ids_bounded():
     tracker = SessionTracker(max_sessions=4)
     sessions = [
         tracker.add(detection(float(n), float(n) + 1, client_port=40000 + n))
@@ -102,7 +102,7 @@ def test_session_ids_bounded_with_sessions():
     assert tracker.get(sessions[0].id) is None
 
 
-def test_replacing_report_keeps_flow_count():
+def test_replacing_report_keeps_count():
     tracker = SessionTracker()
     early = detection(0, 10, shares=1)
     session = tracker.add(early)
@@ -111,7 +111,7 @@ def test_replacing_report_keeps_flow_count():
     assert session.shares_submitted == 5
 
 
-def test_flow_seen_in_two_captures_counts_once():
+def test_flow_in_two_captures_counts_once():
     from dataclasses import replace
 
     tracker = SessionTracker()

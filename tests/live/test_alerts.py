@@ -38,7 +38,7 @@ class Recorder:
         self.emitted.append((found.session_id or "", action, found.flow.client_port))
 
 
-def test_first_report_of_a_session_is_alerted_at_once() -> None:
+def test_new_session_alerted_at_once() -> None:
     emitted = Recorder()
     dispatcher = AlertDispatcher(emitted, interval=300.0)
     dispatcher.offer(detection("a"), now=100.0)
@@ -49,7 +49,7 @@ def test_first_report_of_a_session_is_alerted_at_once() -> None:
     ]
 
 
-def test_later_reports_fold_into_one_update_per_interval() -> None:
+def test_later_reports_fold_per_interval() -> None:
     emitted = Recorder()
     dispatcher = AlertDispatcher(emitted, interval=300.0)
     dispatcher.offer(detection("a", 40000), now=100.0)
@@ -75,7 +75,7 @@ def test_flush_writes_pending_updates() -> None:
     assert len(emitted.emitted) == 2
 
 
-def test_forgotten_session_writes_its_pending_update_first() -> None:
+def test_forgotten_session_flushes_update() -> None:
     emitted = Recorder()
     dispatcher = AlertDispatcher(emitted, interval=300.0, max_sessions=2)
     dispatcher.offer(detection("a"), now=1.0)
@@ -88,7 +88,7 @@ def test_forgotten_session_writes_its_pending_update_first() -> None:
     assert emitted.emitted[-1] == ("a", ACTION_DETECTED, 40009)
 
 
-def test_alert_document_names_the_interface_not_a_file() -> None:
+def test_alert_document_names_interface() -> None:
     document = alert_document(detection("a", shares=2), ACTION_DETECTED)
     assert document["event"]["action"] == ACTION_DETECTED
     assert document["observer"]["ingress"]["interface"]["name"] == "br-0123456789ab"
@@ -96,7 +96,7 @@ def test_alert_document_names_the_interface_not_a_file() -> None:
     assert document["mining"]["shares"]["submitted"] == 2
 
 
-def test_json_lines_output_writes_one_line_per_alert() -> None:
+def test_json_lines_one_per_alert() -> None:
     stream = io.StringIO()
     output = JsonLinesOutput(stream, close_stream=False)
     output.emit(alert_document(detection("a"), ACTION_DETECTED))
@@ -127,7 +127,7 @@ class BlockingOutput:
         self.closed = True
 
 
-def test_background_output_never_blocks_and_drops_past_its_bound() -> None:
+def test_background_output_drops_past_bound() -> None:
     from detector.live.alerts import BackgroundOutput
 
     slow = BlockingOutput()
@@ -143,7 +143,7 @@ def test_background_output_never_blocks_and_drops_past_its_bound() -> None:
     assert slow.sent[0] == {"n": 0}
 
 
-def test_background_output_sends_everything_before_closing() -> None:
+def test_background_output_drains_on_close() -> None:
     from detector.live.alerts import BackgroundOutput
 
     slow = BlockingOutput()
@@ -156,7 +156,7 @@ def test_background_output_sends_everything_before_closing() -> None:
     assert output.dropped == 0
 
 
-def test_report_equal_to_the_last_written_is_not_repeated() -> None:
+def test_repeated_report_not_rewritten() -> None:
     emitted = Recorder()
     dispatcher = AlertDispatcher(emitted, interval=0.0)
     dispatcher.offer(detection("a"), now=1.0)
@@ -171,7 +171,7 @@ def test_report_equal_to_the_last_written_is_not_repeated() -> None:
     assert emitted.emitted[1:] == [("a", ACTION_UPDATED, 40001)]
 
 
-def test_new_pool_endpoint_or_dialect_is_alerted_at_once() -> None:
+def test_new_endpoint_or_dialect_alerted() -> None:
     emitted = Recorder()
     dispatcher = AlertDispatcher(emitted, interval=300.0)
     first = detection("a")
@@ -195,7 +195,7 @@ def test_new_pool_endpoint_or_dialect_is_alerted_at_once() -> None:
     assert emitted.emitted[-1] == ("a", ACTION_UPDATED, 40003)
 
 
-def test_alert_document_carries_session_totals() -> None:
+def test_alert_document_has_session_totals() -> None:
     from detector.engine.sessions import SessionTracker
 
     tracker = SessionTracker()
@@ -211,7 +211,7 @@ def test_alert_document_carries_session_totals() -> None:
     assert totals["servers"] == ["198.18.20.2:3333"]
 
 
-def test_reader_gone_only_for_a_closed_pipe(tmp_path) -> None:
+def test_reader_gone_for_closed_pipe(tmp_path) -> None:
     import os
 
     read_end, write_end = os.pipe()

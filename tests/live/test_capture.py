@@ -21,7 +21,7 @@ needs_root = pytest.mark.skipif(
 )
 
 
-def test_container_bridges_are_found_by_name() -> None:
+def test_container_bridges_found_by_name() -> None:
     names = [
         "lo",
         "eth0",
@@ -93,7 +93,7 @@ def test_missing_interface_is_a_capture_error() -> None:
 
 
 @needs_root
-def test_bad_filter_is_a_capture_error_naming_it() -> None:
+def test_bad_filter_names_filter() -> None:
     with pytest.raises(CaptureError, match="'port banana'"):
         LiveCapture("lo", bpf="port banana")
 
@@ -116,7 +116,7 @@ OPEN_LOOPBACK = (
 
 
 @needs_root
-def test_capabilities_alone_are_enough_to_capture() -> None:
+def test_capabilities_suffice_to_capture() -> None:
     import shutil
     import subprocess
     import sys
@@ -145,12 +145,12 @@ def test_capabilities_alone_are_enough_to_capture() -> None:
         check=False,
     )
     assert allowed.stdout.strip() == "opened", allowed.stderr
-    refused = subprocess.run(
+    rejected = subprocess.run(
         [*_as_nobody(), sys.executable, "-c", OPEN_LOOPBACK],
         capture_output=True,
         text=True,
         cwd=root,
         check=False,
     )
-    assert refused.returncode != 0
-    assert "CAP_NET_RAW and CAP_NET_ADMIN" in refused.stderr
+    assert rejected.returncode != 0
+    assert "CAP_NET_RAW and CAP_NET_ADMIN" in rejected.stderr

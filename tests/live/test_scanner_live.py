@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from detector.capture.batch import open_batches
+from detector.capture.batch import PacketBatch, open_batches
 from detector.engine.context import InspectionContext
 from detector.flows.batch import BatchFlowTable, key_bytes, key_text
 from detector.model import Detection, FlowKey
@@ -38,7 +39,7 @@ def feed_capture(
     "name",
     ["monero-xmrig.pcap", "stratum-v1-cgminer.pcap", "xmrig-donate-tls.pcap"],
 )
-def test_mining_flow_reported_before_it_ends(name, signatures) -> None:
+def test_mining_flow_reported_while_open(name, signatures) -> None:
     early, final, scanner = feed_capture(PCAPS / name, signatures)
     assert early, "no flow was reported while open"
     assert {d.flow for d in early} <= {d.flow for d in final}
@@ -56,7 +57,7 @@ def test_mining_flow_reported_before_it_ends(name, signatures) -> None:
 @pytest.mark.parametrize(
     "path", sorted(PCAPS.glob("*.pcap*")), ids=lambda path: path.name
 )
-def test_early_report_names_the_dialect_the_end_does(path, signatures) -> None:
+def test_early_dialect_matches_end(path, signatures) -> None:
     early, final, _ = feed_capture(path, signatures)
     ended = {d.flow: d for d in final}
     for detection in early:
@@ -88,34 +89,18 @@ def lone_subscribe_capture(folder: Path, agent: str = "sgminer/5.6.1") -> Path:
     return path
 
 
-def test_report_waits_for_the_dialect_then_goes_out(tmp_path, signatures) -> None:
-    from detector.scan import DIALECT_WAIT_SECONDS
+@dataclass
+class SubscribeFeed:
+    """A scanner fed a lone-subscribe capture up to its subscribe."""
 
-    (batch,) = list(open_batches(lone_subscribe_capture(tmp_path)))
-    packets = list(batch.packets())
-    subscribe = next(
-        index
-        for index, packet in enumerate(packets)
-        if b"mining.subscribe" in packet.data
-    )
-    early: list[Detection] = []
-    scanner = CaptureScanner(
-        signatures, "veth-test", on_mining=early.append, keep_detections=False
-    )
-    scanner.feed(batch.slice(0, subscribe + 1))
-    # A lone subscribe fits several dialects: the report waits.
-    assert early == []
-    sent_at = packets[subscribe].timestamp
-    scanner.report_waiting(sent_at + DIALECT_WAIT_SECONDS / 2)
-    assert early == []
-    scanner.report_waiting(sent_at + DIALECT_WAIT_SECONDS)
-    assert len(early) == 1
-    scanner.feed(batch.slice(subscribe + 1, len(batch)))
-    assert len(early) == 1
+    scanner: CaptureScanner
+    early: list[Detection]
+    batch: PacketBatch
+    subscribe: int
+    sent_at: float
 
 
-def test_agent_of_one_dialect_settles_a_lone_subscribe(tmp_path, signatures) -> None:
-    path = lone_subscribe_capture(tmp_path, agent="cgminer/4.12.1")
+def feed_until_subscribe(path: Path, signatures) -> SubscribeFeed:
     (batch,) = list(open_batches(path))
     packets = list(batch.packets())
     subscribe = next(
@@ -128,10 +113,30 @@ def test_agent_of_one_dialect_settles_a_lone_subscribe(tmp_path, signatures) -> 
         signatures, "veth-test", on_mining=early.append, keep_detections=False
     )
     scanner.feed(batch.slice(0, subscribe + 1))
-    assert [d.mining.dialect for d in early] == ["stratum-v1"]
+    return SubscribeFeed(scanner, early, batch, subscribe, packets[subscribe].timestamp)
 
 
-def test_flows_end_with_the_same_detections_as_a_scan(signatures) -> None:
+def test_tied_dialect_report_waits(tmp_path, signatures) -> None:
+    from detector.scan import DIALECT_WAIT_SECONDS
+
+    fed = feed_until_subscribe(lone_subscribe_capture(tmp_path), signatures)
+    # A lone subscribe fits several dialects: the report waits.
+    assert fed.early == []
+    fed.scanner.report_waiting(fed.sent_at + DIALECT_WAIT_SECONDS / 2)
+    assert fed.early == []
+    fed.scanner.report_waiting(fed.sent_at + DIALECT_WAIT_SECONDS)
+    assert len(fed.early) == 1
+    fed.scanner.feed(fed.batch.slice(fed.subscribe + 1, len(fed.batch)))
+    assert len(fed.early) == 1
+
+
+def test_agent_dialect_settles_lone_subscribe(tmp_path, signatures) -> None:
+    path = lone_subscribe_capture(tmp_path, agent="cgminer/4.12.1")
+    fed = feed_until_subscribe(path, signatures)
+    assert [d.mining.dialect for d in fed.early] == ["stratum-v1"]
+
+
+def test_flow_ends_match_scan(signatures) -> None:
     path = PCAPS / "mixed-containers.pcap"
     _, final, _ = feed_capture(path, signatures)
     scanned = scan_file(str(path), signatures)
@@ -143,10 +148,11 @@ def test_flows_end_with_the_same_detections_as_a_scan(signatures) -> None:
     ]
 
 
-def test_session_counts_a_flow_reported_twice_once(signatures) -> None:
+def test_twice_reported_flow_counts_once(signatures) -> None:
     context = InspectionContext()
     early, final, _ = feed_capture(PCAPS / "monero-xmrig.pcap", signatures, context)
-    assert len(early) == 1 and len(final) == 1
+    assert len(early) == 1
+    assert len(final) == 1
     sessions = {id(s): s for s in context.sessions._open.values()}
     (session,) = sessions.values()
     assert session.flows == 1
@@ -154,7 +160,7 @@ def test_session_counts_a_flow_reported_twice_once(signatures) -> None:
     assert session.jobs == final[0].mining.jobs
 
 
-def test_packets_handed_over_belong_to_inspected_flows(signatures) -> None:
+def test_packet_callback_gets_flow_packets(signatures) -> None:
     seen: dict[bytes, int] = {}
 
     def on_packet(key: bytes, packet) -> None:
@@ -193,7 +199,7 @@ def test_expire_ended_ends_old_flows() -> None:
     assert len(table) == 0
 
 
-def test_expire_ended_ends_closed_flows_after_their_linger() -> None:
+def test_expire_ended_ends_closed_flows() -> None:
     table, _, last = _table_after("monero-xmrig.pcap")
     assert len(table) == 1
     assert table.expire_ended(last + 1.0, 3600.0, 2.0) == []
@@ -210,7 +216,7 @@ def test_expire_ended_ends_closed_flows_after_their_linger() -> None:
         FlowKey("udp", "2001:db8::10", 5353, "2001:db8::1", 53),
     ],
 )
-def test_key_bytes_is_the_inverse_of_key_text(flow) -> None:
+def test_key_bytes_inverts_key_text(flow) -> None:
     key = key_bytes(flow)
     assert flow in (key_text(key, True), key_text(key, False))
 
@@ -257,7 +263,7 @@ def syn_flood_batch(start: int, count: int, timestamp: float):
     )
 
 
-def test_flood_of_new_flows_keeps_memory_flat_and_the_mining_flow(signatures) -> None:
+def test_flood_keeps_memory_and_mining_flow(signatures) -> None:
     import tracemalloc
 
     ended: list[Detection] = []
@@ -273,7 +279,8 @@ def test_flood_of_new_flows_keeps_memory_flat_and_the_mining_flow(signatures) ->
     batches = list(open_batches(PCAPS / "monero-midsession-submits.pcap"))
     for batch in batches:
         scanner.feed(batch)
-    assert len(early) == 1 and not ended
+    assert len(early) == 1
+    assert not ended
     now = float(batches[-1].timestamps[-1]) + 1.0
     per_batch = 4000
     tracemalloc.start()

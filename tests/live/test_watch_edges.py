@@ -20,7 +20,7 @@ def pool_and_miner(lab: Lab):
     return bridge, pool, miner
 
 
-def test_any_interface_captures_in_cooked_format(lab: Lab) -> None:
+def test_any_interface_captures(lab: Lab) -> None:
     _, pool, miner = pool_and_miner(lab)
     watch = lab.watch("-i", "any")
     watch.wait_until_capturing("any")
@@ -35,7 +35,7 @@ def test_any_interface_captures_in_cooked_format(lab: Lab) -> None:
     assert watch.terminate() == 0
 
 
-def test_missing_literal_interface_is_logged_once(lab: Lab) -> None:
+def test_missing_interface_logged_once(lab: Lab) -> None:
     bridge = lab.add_bridge()
     watch = lab.watch("-i", "nosuch0", "-i", bridge.name, "--rescan-interval", "0.2")
     watch.wait_until_capturing(bridge.name)
@@ -46,7 +46,7 @@ def test_missing_literal_interface_is_logged_once(lab: Lab) -> None:
     assert not any("no interface matches" in line for line in watch.log_lines())
 
 
-def test_raw_ip_device_opens_with_the_default_filter(lab: Lab) -> None:
+def test_raw_ip_device_opens(lab: Lab) -> None:
     device = f"tun{lab.tag}"
     lab.host_run("ip", "tuntap", "add", "dev", device, "mode", "tun")
     lab.host_run("ip", "link", "set", device, "up")
@@ -57,7 +57,7 @@ def test_raw_ip_device_opens_with_the_default_filter(lab: Lab) -> None:
     assert not any("does not compile" in line for line in watch.log_lines())
 
 
-def test_closed_output_stops_the_watch_with_an_error(lab: Lab) -> None:
+def test_closed_output_stops_watch(lab: Lab) -> None:
     bridge, pool, miner = pool_and_miner(lab)
     process = start_watch_process(
         lab.host, [PYTHON, "-m", "detector", "watch", "-i", bridge.name]
@@ -76,7 +76,7 @@ def test_closed_output_stops_the_watch_with_an_error(lab: Lab) -> None:
     assert "closed by its reader" in errors
 
 
-def test_closed_output_stops_an_idle_watch(lab: Lab) -> None:
+def test_closed_output_stops_idle_watch(lab: Lab) -> None:
     bridge = lab.add_bridge()
     process = start_watch_process(
         lab.host, [PYTHON, "-m", "detector", "watch", "-i", bridge.name]
@@ -129,7 +129,7 @@ def _start_and_signal_early(lab: Lab, signum: int):
     return process, bridge
 
 
-def test_sigterm_while_starting_ends_cleanly(lab: Lab) -> None:
+def test_early_sigterm_ends_cleanly(lab: Lab) -> None:
     import signal as signals
 
     process, _ = _start_and_signal_early(lab, signals.SIGTERM)
@@ -140,7 +140,7 @@ def test_sigterm_while_starting_ends_cleanly(lab: Lab) -> None:
     assert "watch stopped" in errors
 
 
-def test_sighup_while_starting_keeps_running(lab: Lab) -> None:
+def test_early_sighup_keeps_running(lab: Lab) -> None:
     import signal as signals
 
     process, bridge = _start_and_signal_early(lab, signals.SIGHUP)

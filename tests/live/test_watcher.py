@@ -39,7 +39,7 @@ def reload_count(metrics: WatchMetrics, result: str) -> float:
     return value or 0.0
 
 
-def test_broken_signatures_on_reload_keep_the_old(tmp_path, caplog) -> None:
+def test_broken_reload_keeps_signatures(tmp_path, caplog) -> None:
     folder = copy_signatures(tmp_path)
     metrics = WatchMetrics()
     watcher = Watcher(WatchOptions(signatures_dir=folder), [Collected()], metrics)
@@ -53,7 +53,7 @@ def test_broken_signatures_on_reload_keep_the_old(tmp_path, caplog) -> None:
     assert reload_count(metrics, "ok") == 0
 
 
-def test_changed_signatures_on_reload_replace_the_old(tmp_path) -> None:
+def test_reload_replaces_signatures(tmp_path) -> None:
     folder = copy_signatures(tmp_path)
     metrics = WatchMetrics()
     watcher = Watcher(WatchOptions(signatures_dir=folder), [Collected()], metrics)
@@ -69,7 +69,7 @@ def test_changed_signatures_on_reload_replace_the_old(tmp_path) -> None:
     assert reload_count(metrics, "ok") == 1
 
 
-def test_missing_inventory_at_start_is_an_error(tmp_path) -> None:
+def test_missing_inventory_raises(tmp_path) -> None:
     from detector.errors import DetectorError
 
     options = WatchOptions(inventory_path=tmp_path / "absent.yaml")
@@ -77,7 +77,7 @@ def test_missing_inventory_at_start_is_an_error(tmp_path) -> None:
         Watcher(options, [Collected()])
 
 
-def test_watch_without_interfaces_stops_and_closes_outputs(tmp_path, caplog) -> None:
+def test_idle_watch_stops_cleanly(tmp_path, caplog) -> None:
     output = Collected()
     options = WatchOptions(interfaces=("nosuchif*",), rescan_interval=0.1)
     watcher = Watcher(options, [output], WatchMetrics())
@@ -92,7 +92,7 @@ def test_watch_without_interfaces_stops_and_closes_outputs(tmp_path, caplog) -> 
     assert watcher.healthy()
 
 
-def test_rate_limited_log_counts_what_it_drops(caplog) -> None:
+def test_rate_limited_log_counts_drops(caplog) -> None:
     limited = RateLimitedLog(logging.getLogger("test.limited"))
     with caplog.at_level(logging.WARNING):
         for _ in range(5):

@@ -353,7 +353,7 @@ def test_yaml_error_names_line(tmp_path: Path) -> None:
     assert "line 3" in error.reason
 
 
-def test_agent_dialect_must_be_a_known_dialect(tmp_path: Path) -> None:
+def test_unknown_agent_dialect_rejected(tmp_path: Path) -> None:
     folder = copy_bundled(tmp_path)
     edit(folder, "agents.yaml", set_key(["agents", 0, "dialect"], "stratum-v9"))
     error = load_error(folder)
